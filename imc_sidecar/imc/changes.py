@@ -1,0 +1,80 @@
+"""State changes the engine asks the store to make durable, and what the store loads.
+
+The engine emits these in the order they happened; the store applies one command's
+changes in one transaction before the command's reply and notices leave.  Names are
+spelled as the engine stores them (first-seen case); `room_uri` is `sip:<name>@<domain>`,
+the value Kamailio keeps in `imc_members.room`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "Change",
+    "MemberAdded",
+    "MemberFlagsChanged",
+    "MemberRemoved",
+    "RoomCreated",
+    "RoomDestroyed",
+    "StoredMember",
+    "StoredRoom",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RoomCreated:
+    name: str
+    domain: str
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDestroyed:
+    """The room row and every member row whose `room` is this room's URI go."""
+
+    name: str
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAdded:
+    room_uri: str
+    user: str
+    domain: str
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberFlagsChanged:
+    room_uri: str
+    user: str
+    domain: str
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoved:
+    room_uri: str
+    user: str
+    domain: str
+
+
+Change = RoomCreated | RoomDestroyed | MemberAdded | MemberFlagsChanged | MemberRemoved
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMember:
+    user: str
+    domain: str
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    """A room as loaded at start; members in the order the database returned them."""
+
+    name: str
+    domain: str
+    flags: int
+    members: tuple[StoredMember, ...]
