@@ -1,0 +1,193 @@
+"""Wiring and lifecycle: settings → store → engine → SIP endpoint → transports.
+
+Everything here is glue.  The rules live in the pure cores (`sip`, `imc`); this module
+moves bytes between them, makes state changes durable before a command is answered,
+and drives the endpoint's single timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from .imc.engine import EngineConfig, ImcEngine
+from .imc.headers import header_block
+from .imc.outcome import ChatRequest, InviteTicket, Outcome
+from .settings import Settings
+from .sip.endpoint import (
+    EndpointConfig,
+    Peer,
+    RequestCompleted,
+    RequestReceived,
+    ServerHandle,
+    SipEndpoint,
+)
+from .sip.transport import SipTransports
+from .store.repository import Store
+
+__all__ = ["Sidecar"]
+
+log = logging.getLogger("imc_sidecar")
+
+# How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
+_STOP_GRACE = 5.0
+
+
+class Sidecar:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = ImcEngine(
+            EngineConfig(
+                cmd_start_char=settings.imc_cmd_start_char,
+                hash_size=settings.hash_size,
+                create_on_join=settings.create_on_join,
+                check_on_create=settings.check_on_create,
+            )
+        )
+        self.store: Store | None = None
+        self.endpoint: SipEndpoint | None = None
+        self.transports = SipTransports(self._on_data, self._on_transport_error)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+        self._stopping = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.settings.db_mode == 2:
+            self.store = await Store.open(
+                self.settings.db_url, self.settings.rooms_table, self.settings.members_table
+            )
+            rooms = await self.store.load()
+            self.engine.load(rooms)
+            log.info("loaded %d rooms from the database", len(rooms))
+        await self.transports.start(self.settings.sip_listen)
+        via: dict[str, tuple[str, int]] = {}
+        for bound in self.transports.bound:
+            via.setdefault(bound.transport, (bound.host, bound.port))
+        self.endpoint = SipEndpoint(
+            EndpointConfig(via_address=via, outbound_proxy=self.settings.outbound_proxy)
+        )
+
+    async def stop(self) -> None:
+        """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
+        self._stopping = True
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STOP_GRACE
+        while self.endpoint is not None and self.endpoint.pending_requests and (
+            loop.time() < deadline
+        ):
+            await asyncio.sleep(0.05)
+        if self._timer is not None:
+            self._timer.cancel()
+        await self.transports.close()
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _on_data(self, data: bytes, peer: Peer) -> None:
+        if self.endpoint is None:
+            return
+        events = self.endpoint.receive(data, peer, self._now())
+        self._dispatch(events)
+        self._flush()
+
+    def _on_transport_error(self, peer: Peer) -> None:
+        if self.endpoint is None:
+            return
+        self._dispatch(self.endpoint.transport_error(peer, self._now()))
+        self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.endpoint is None:
+            return
+        self._dispatch(self.endpoint.handle_timer(self._now()))
+        self._flush()
+
+    def _dispatch(self, events: Iterable[RequestReceived | RequestCompleted]) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._on_request(event)
+            elif isinstance(event.context, InviteTicket) and event.status >= 300:
+                outcome = self.engine.invite_failed(event.context, event.status, event.reason)
+                self._complete(outcome, None)
+
+    def _on_request(self, event: RequestReceived) -> None:
+        request = event.request
+        chat = ChatRequest(
+            request_uri=request.uri,
+            from_uri=request.from_uri,
+            call_id=request.call_id,
+            body=request.body,
+            content_type=request.content_type,
+        )
+        try:
+            outcome = self.engine.handle(chat)
+        except Exception:  # a bug must cost one request, never the server
+            log.exception("engine failed on %s", request.call_id)
+            outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
+        self._complete(outcome, event.handle)
+
+    # -- outbound ----------------------------------------------------------------------
+
+    def _complete(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+        """Reply and send notices; when state changed, only after it is durable."""
+        if outcome.changes and self.store is not None:
+            task = asyncio.get_running_loop().create_task(self._commit(outcome, handle))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+            return
+        self._emit(outcome, handle)
+
+    async def _commit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+        assert self.store is not None
+        try:
+            await self.store.apply(outcome.changes)
+        except Exception:
+            log.exception("could not store the changes of %s", outcome.command)
+            # Nothing was acknowledged: the caller hears of the failure and no notice
+            # claims a change the database does not hold.
+            outcome = Outcome(
+                rc=-1, status=500, reason="Database error", command=outcome.command
+            )
+        self._emit(outcome, handle)
+        self._flush()
+
+    def _emit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        now = self._now()
+        extra = self.settings.extra_hdrs
+        for out in outcome.messages:
+            headers = header_block(out, extra)
+            for recipient in out.recipients:
+                endpoint.send_request(recipient, out.from_uri, out.body, headers, out.invite, now)
+        if handle is not None:
+            endpoint.reply(handle, outcome.status, outcome.reason, now)
+
+    def _flush(self) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None and self._loop is not None
+        for transmit in endpoint.transmits():
+            self.transports.send(transmit)
+        deadline = endpoint.get_timer()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)

@@ -1,0 +1,72 @@
+"""`imc-sidecar serve | db create`: the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from .settings import Settings, SettingsError, add_arguments, load_settings
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="imc-sidecar",
+        description="SIP instant-message conferencing server, compatible with Kamailio's imc.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the SIP chat server")
+    add_arguments(serve)
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    create = db_commands.add_parser("create", help="create the imc tables if missing")
+    add_arguments(create)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args, os.environ)
+    except SettingsError as exc:
+        print(f"imc-sidecar: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "serve":
+        return asyncio.run(_serve(settings))
+    return asyncio.run(_create_tables(settings))
+
+
+async def _serve(settings: Settings) -> int:
+    from .app import Sidecar
+
+    sidecar = Sidecar(settings)
+    try:
+        await sidecar.start()
+    except Exception as exc:  # one clear line instead of a traceback at start-up
+        logging.getLogger("imc_sidecar").error("cannot start: %s", exc)
+        await sidecar.stop()
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    logging.getLogger("imc_sidecar").info("stopping")
+    await sidecar.stop()
+    return 0
+
+
+async def _create_tables(settings: Settings) -> int:
+    from .store.repository import Store
+
+    store = await Store.open(settings.db_url, settings.rooms_table, settings.members_table)
+    await store.close()
+    print("imc tables are in place")
+    return 0
