@@ -1,0 +1,147 @@
+"""The room table: Kamailio's hash buckets for ordering, dicts for O(1) lookups.
+
+Kamailio keeps rooms in 2**hash_size buckets (new rooms at the head of their bucket) and
+walks bucket 0..N-1, head to tail, for `#rooms` and `imc.list_rooms`; members sit in a
+list whose first member stays at the head while later ones are inserted right after it.
+Both orders are observable, so they are reproduced here, while lookups go through
+case-insensitive dict indexes instead of list walks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from .changes import StoredRoom
+from .hashing import bucket_index
+from .model import MEMBER_DELETED, MEMBER_INVITED, MEMBER_SKIP, Member, Room
+
+__all__ = ["RoomTable", "room_key"]
+
+# Members with any of these bits get no broadcast (imc_room_broadcast()).
+_SILENT = MEMBER_INVITED | MEMBER_DELETED | MEMBER_SKIP
+
+
+def room_key(name: str, domain: str) -> tuple[str, str]:
+    return (name.lower(), domain.lower())
+
+
+class _Entry:
+    """A room plus its member index and the cached broadcast audience."""
+
+    __slots__ = ("active", "active_uris", "bucket", "members", "room")
+
+    def __init__(self, room: Room, bucket: int) -> None:
+        self.room = room
+        self.bucket = bucket
+        self.members: dict[tuple[str, str], Member] = {}
+        # Rebuilt lazily after a membership change, so chat fan-out costs one tuple.
+        self.active: tuple[Member, ...] | None = None
+        self.active_uris: tuple[str, ...] = ()
+
+
+class RoomTable:
+    def __init__(self, hash_size: int) -> None:
+        if not 1 <= hash_size <= 30:
+            raise ValueError(f"hash_size is an exponent between 1 and 30, not {hash_size}")
+        self.hash_size = hash_size
+        self._index: dict[tuple[str, str], _Entry] = {}
+        # bucket -> rooms by key, oldest first; iterated reversed to get head-first order.
+        self._buckets: dict[int, dict[tuple[str, str], Room]] = {}
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __iter__(self) -> Iterator[Room]:
+        """Kamailio order: bucket 0..N-1, newest room first within a bucket."""
+        for bucket in sorted(self._buckets):
+            yield from reversed(self._buckets[bucket].values())
+
+    def get(self, name: str, domain: str) -> Room | None:
+        entry = self._index.get(room_key(name, domain))
+        return entry.room if entry is not None else None
+
+    def add(self, name: str, domain: str, flags: int) -> Room:
+        key = room_key(name, domain)
+        if key in self._index:
+            raise KeyError(f"room sip:{name}@{domain} exists")
+        room = Room(name, domain, flags)
+        bucket = bucket_index(name, domain, self.hash_size)
+        self._index[key] = _Entry(room, bucket)
+        self._buckets.setdefault(bucket, {})[key] = room
+        return room
+
+    def remove(self, room: Room) -> None:
+        entry = self._index.pop(room.key)
+        rooms = self._buckets[entry.bucket]
+        del rooms[room.key]
+        if not rooms:
+            del self._buckets[entry.bucket]
+
+    def load(self, stored: Iterable[StoredRoom]) -> None:
+        """Build what Kamailio builds from the tables, minus its stop at an empty room (B12).
+
+        Rooms are inserted in load order and members in row order.  A second row for a
+        room already loaded (possible where the unique index is case-sensitive) adds its
+        missing members to the first instead of shadowing it.
+        """
+        for row in stored:
+            room = self.get(row.name, row.domain) or self.add(row.name, row.domain, row.flags)
+            for member in row.members:
+                if self.get_member(room, member.user, member.domain) is None:
+                    self.add_member(room, member.user, member.domain, member.flags)
+
+    # -- members -----------------------------------------------------------------------
+
+    def get_member(self, room: Room, user: str, domain: str) -> Member | None:
+        return self._entry(room).members.get((user.lower(), domain.lower()))
+
+    def add_member(self, room: Room, user: str, domain: str, flags: int) -> Member:
+        entry = self._entry(room)
+        member = Member(user, domain, flags)
+        if member.key in entry.members:
+            raise KeyError(f"{member.uri} is already in {room.uri}")
+        entry.members[member.key] = member
+        # The first member is the head; each later one goes right after it.
+        room.members.insert(1 if room.members else 0, member)
+        entry.active = None
+        return member
+
+    def remove_member(self, room: Room, member: Member) -> None:
+        entry = self._entry(room)
+        del entry.members[member.key]
+        room.members.remove(member)
+        entry.active = None
+
+    def set_flags(self, room: Room, member: Member, flags: int) -> None:
+        member.flags = flags
+        self._entry(room).active = None
+
+    def active_members(self, room: Room) -> tuple[Member, ...]:
+        """Members a broadcast reaches, in list order."""
+        return self._audience(room)[0]
+
+    def broadcast_uris(self, room: Room, skip: Member | None = None) -> tuple[str, ...]:
+        """URIs a broadcast goes to, in list order, optionally without one member."""
+        members, uris = self._audience(room)
+        if skip is None:
+            return uris
+        try:
+            i = members.index(skip)
+        except ValueError:
+            return uris
+        return uris[:i] + uris[i + 1 :]
+
+    def _audience(self, room: Room) -> tuple[tuple[Member, ...], tuple[str, ...]]:
+        entry = self._entry(room)
+        if entry.active is None:
+            entry.active = tuple(m for m in room.members if not m.flags & _SILENT)
+            entry.active_uris = tuple(m.uri for m in entry.active)
+        return entry.active, entry.active_uris
+
+    def _entry(self, room: Room) -> _Entry:
+        entry = self._index.get(room.key)
+        if entry is None or entry.room is not room:
+            raise KeyError(f"{room.uri} is not in this table")
+        return entry
