@@ -1,0 +1,372 @@
+"""The store: load every room at start, then write the engine's changes through.
+
+One writer task owns all writes.  `submit()` queues a command's changes in call order
+and returns a future; the writer takes everything queued so far, applies it in order
+in ONE transaction, commits, and only then resolves the futures of the commands in
+that batch (group commit: one fsync serves many commands under load).  If a batch
+fails on a statement (say a duplicate key), it is retried command by command so that
+one bad command does not fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, event, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from imc_sidecar.imc.changes import (
+    Change,
+    MemberAdded,
+    MemberFlagsChanged,
+    MemberRemoved,
+    RoomCreated,
+    RoomDestroyed,
+    StoredMember,
+    StoredRoom,
+)
+from imc_sidecar.store.schema import (
+    ImcTables,
+    SchemaMismatch,
+    build_tables,
+    check_fits,
+    ensure_schema,
+)
+from imc_sidecar.store.urls import redact, to_async_url
+
+__all__ = ["DoesNotFit", "Store", "StoreError", "check_fits"]
+
+log = logging.getLogger(__name__)
+
+_MAX_BATCH_CHANGES = 500  # bounds one transaction's size under a burst
+_SQLITE_BUSY_MS = 5000  # another process (Kamailio, a second sidecar) may hold the lock
+
+
+class StoreError(Exception):
+    """A database problem, described in one line with no password in it."""
+
+
+class DoesNotFit(StoreError):
+    """A change has a value longer than its column; nothing of the command was written."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    changes: tuple[Change, ...]
+    done: asyncio.Future[None]
+
+
+class Store:
+    """Kamailio's imc tables behind `load()` and write-through `apply()`."""
+
+    def __init__(self, engine: AsyncEngine, tables: ImcTables, label: str) -> None:
+        self._engine = engine
+        self._tables = tables
+        self.label = label  # redacted URL, for logs
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+        self._writer = asyncio.get_running_loop().create_task(self._run(), name="imc-store")
+
+    @classmethod
+    async def open(
+        cls, db_url: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members"
+    ) -> Store:
+        """Connect and create whatever tables and version rows are missing."""
+        label = redact(db_url)
+        try:
+            url = to_async_url(db_url)
+        except ValueError as exc:
+            raise StoreError(f"db_url {label}: {exc}") from None
+        engine = _create_engine(url, label)
+        dialect = url.get_backend_name()
+        tables = build_tables(dialect, rooms_table, members_table)
+        try:
+            created = await _prepare(engine, tables)
+        except BaseException:
+            await engine.dispose()
+            raise
+        if created:
+            log.info("store %s: created table(s) %s", label, ", ".join(created))
+        return cls(engine, tables, label)
+
+    async def load(self) -> list[StoredRoom]:
+        """Every room with its members, rooms and members each in insertion (id) order."""
+        await self.apply(())  # read our own writes
+        rooms_t, members_t = self._tables.rooms, self._tables.members
+        try:
+            async with self._engine.connect() as conn:
+                rooms = (
+                    await conn.execute(
+                        select(rooms_t.c.name, rooms_t.c.domain, rooms_t.c.flag).order_by(
+                            rooms_t.c.id
+                        )
+                    )
+                ).all()
+                members = (
+                    await conn.execute(
+                        select(
+                            members_t.c.username,
+                            members_t.c.domain,
+                            members_t.c.room,
+                            members_t.c.flag,
+                        ).order_by(members_t.c.id)
+                    )
+                ).all()
+        except Exception as exc:
+            raise StoreError(f"cannot load rooms from {self.label}: {_reason(exc)}") from None
+        by_room: dict[str, list[StoredMember]] = {}
+        for user, domain, room, flag in members:
+            by_room.setdefault(room.lower(), []).append(StoredMember(user, domain, int(flag)))
+        loaded: list[StoredRoom] = []
+        for name, domain, flag in rooms:
+            found = by_room.pop(f"sip:{name}@{domain}".lower(), [])
+            loaded.append(StoredRoom(name, domain, int(flag), tuple(found)))
+        if by_room:
+            orphans = sum(len(v) for v in by_room.values())
+            log.warning("store: ignored %d member row(s) of rooms that do not exist", orphans)
+        return loaded
+
+    def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
+        """Queue one command's changes now; the future resolves once they are committed.
+
+        Raises DoesNotFit at once, before anything is queued, if a value is too long for
+        its column.  An empty `changes` is a barrier: it resolves after everything
+        queued before it is durable.
+        """
+        if self._closed:
+            raise StoreError("store is closed")
+        for change in changes:
+            problem = check_fits(change)
+            if problem is not None:
+                raise DoesNotFit(problem)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(tuple(changes), done))
+        self._wakeup.set()
+        return done
+
+    async def apply(self, changes: Sequence[Change]) -> None:
+        """Write `changes` in one transaction; return once committed (StoreError if not).
+
+        Calls are applied in the order they start; a caller cancelled while waiting does
+        not withdraw its changes, which are committed all the same.
+        """
+        await asyncio.shield(self.submit(changes))
+
+    async def close(self) -> None:
+        """Finish the queued writes, then release the connections."""
+        if not self._closed:
+            self._closed = True
+            self._wakeup.set()
+            await self._writer
+            await self._engine.dispose()
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                while not self._queue:
+                    if self._closed:
+                        return
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                await self._write(self._take_batch())
+        finally:
+            # Only reached early if the task is cancelled: nobody may wait forever.
+            while self._queue:
+                _settle([self._queue.popleft()], StoreError("store stopped before writing"))
+
+    def _take_batch(self) -> list[_Pending]:
+        batch = [self._queue.popleft()]
+        size = len(batch[0].changes)
+        while self._queue and size + len(self._queue[0].changes) <= _MAX_BATCH_CHANGES:
+            item = self._queue.popleft()
+            size += len(item.changes)
+            batch.append(item)
+        return batch
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        if not any(p.changes for p in batch):
+            _settle(batch, None)
+            return
+        try:
+            async with self._engine.begin() as conn:
+                for pending in batch:
+                    for change in pending.changes:
+                        await _execute(conn, self._tables, change)
+        except (IntegrityError, DataError) as exc:
+            if len(batch) > 1:
+                for pending in batch:  # find the culprit; the others still get written
+                    await self._write([pending])
+                return
+            _settle(batch, StoreError(f"database refused the change: {_reason(exc)}"))
+        except Exception as exc:
+            reason = _reason(exc)
+            log.error("store %s: write failed: %s", self.label, reason)
+            _settle(batch, StoreError(f"database write failed: {reason}"))
+        else:
+            _settle(batch, None)
+
+
+def _create_engine(url: URL, label: str) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = Path(url.database or "").expanduser()
+        if not path.resolve().parent.is_dir():
+            raise StoreError(
+                f"cannot open SQLite database {path.resolve()}: its directory does not exist"
+            )
+    else:
+        options["pool_pre_ping"] = True  # survive a database restart between commands
+        if backend in ("mysql", "mariadb"):
+            options["pool_recycle"] = 3600  # below MySQL's default wait_timeout
+            if "charset" not in url.query:
+                url = url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        engine = create_async_engine(url, **options)
+    except ImportError as exc:
+        raise StoreError(
+            f"db_url {label}: driver {url.get_driver_name()} is not installed ({exc})"
+        ) from None
+    if backend == "sqlite":
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL + synchronous=FULL: a commit that returned is on disk, even after kill -9 or
+    # a power cut; readers (RPC, analysts) do not block the writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cursor.close()
+
+
+async def _prepare(engine: AsyncEngine, tables: ImcTables) -> list[str]:
+    label = redact(engine.url.render_as_string(hide_password=False))
+    for attempt in (1, 2):
+        try:
+            async with engine.begin() as conn:
+                created = await conn.run_sync(ensure_schema, tables)
+                if engine.dialect.name in ("mysql", "mariadb"):
+                    await _warn_non_transactional(conn, tables)
+            return created
+        except SchemaMismatch as exc:
+            raise StoreError(f"database {label}: {exc}") from None
+        except DBAPIError as exc:
+            # Two sidecars starting together may race to create the same table.
+            if attempt == 1 and not exc.connection_invalidated and _is_race(exc):
+                continue
+            raise StoreError(f"cannot open database {label}: {_reason(exc)}") from None
+        except (OSError, ImportError) as exc:
+            raise StoreError(f"cannot open database {label}: {_reason(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def _is_race(exc: DBAPIError) -> bool:
+    return isinstance(exc, IntegrityError) or "already exists" in str(exc.orig).lower()
+
+
+async def _warn_non_transactional(conn: AsyncConnection, tables: ImcTables) -> None:
+    # Old Kamailio scripts said ENGINE=MyISAM: no rollback, so a failed command may
+    # leave half its rows.  Worth a loud hint, not a refusal.
+    rows = await conn.execute(
+        text(
+            "SELECT table_name, engine FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name IN (:rooms, :members)"
+        ),
+        {"rooms": tables.rooms.name, "members": tables.members.name},
+    )
+    for name, engine in rows:
+        if engine and engine.upper() != "INNODB":
+            log.warning(
+                "store: table %s uses %s, which has no transactions; "
+                "consider ALTER TABLE %s ENGINE=InnoDB",
+                name,
+                engine,
+                name,
+            )
+
+
+async def _execute(conn: AsyncConnection, tables: ImcTables, change: Change) -> None:
+    rooms, members = tables.rooms, tables.members
+    if isinstance(change, RoomCreated):
+        await conn.execute(
+            rooms.insert().values(name=change.name, domain=change.domain, flag=change.flags)
+        )
+    elif isinstance(change, RoomDestroyed):
+        uri = f"sip:{change.name}@{change.domain}"
+        await conn.execute(members.delete().where(_ci(members.c.room, uri)))
+        await conn.execute(
+            rooms.delete().where(
+                _ci(rooms.c.name, change.name), _ci(rooms.c.domain, change.domain)
+            )
+        )
+    elif isinstance(change, MemberAdded):
+        await conn.execute(
+            members.insert().values(
+                username=change.user, domain=change.domain, room=change.room_uri, flag=change.flags
+            )
+        )
+    elif isinstance(change, MemberFlagsChanged):
+        for where in _member_keys(members, change):
+            result = await conn.execute(members.update().where(where).values(flag=change.flags))
+            if result.rowcount:
+                return
+        log.warning("store: no row to update for %s in %s", change.user, change.room_uri)
+    elif isinstance(change, MemberRemoved):
+        for where in _member_keys(members, change):
+            result = await conn.execute(members.delete().where(where))
+            if result.rowcount:
+                return
+
+
+def _member_keys(
+    members: Table, change: MemberFlagsChanged | MemberRemoved
+) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
+    # The engine names a member as first stored, so the exact (indexed) match normally
+    # hits; a row written with other case by someone else is found by the second.
+    exact = and_(
+        members.c.username == change.user,
+        members.c.domain == change.domain,
+        members.c.room == change.room_uri,
+    )
+    caseless = and_(
+        _ci(members.c.username, change.user),
+        _ci(members.c.domain, change.domain),
+        _ci(members.c.room, change.room_uri),
+    )
+    return exact, caseless
+
+
+def _ci(column: Any, value: str) -> ColumnElement[bool]:
+    # Lookups in imc are case-insensitive (strncasecmp); MySQL's collation already is.
+    return func.lower(column) == func.lower(value)
+
+
+def _settle(batch: list[_Pending], error: StoreError | None) -> None:
+    for pending in batch:
+        if pending.done.done():
+            continue
+        if error is None:
+            pending.done.set_result(None)
+        else:
+            pending.done.set_exception(error)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong, without SQLAlchemy's SQL echo."""
+    detail: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        detail = exc.orig
+    lines = str(detail).strip().splitlines()
+    return lines[0] if lines and lines[0] else type(detail).__name__

@@ -1,0 +1,203 @@
+"""Kamailio's imc tables and its `version` table, as SQLAlchemy Core objects.
+
+Column names, types, sizes, NOT NULL, auto-increment ids and unique-constraint names
+match Kamailio's generated DDL (utils/kamctl/<db>/imc-create.sql, standard-create.sql)
+so that a real Kamailio and this sidecar can share the tables in either direction.
+Constraint names differ per database exactly as Kamailio's do: bare on MySQL,
+prefixed with the table name on PostgreSQL and SQLite.  The one addition is an
+explicit InnoDB engine on MySQL, because a write-through store needs transactions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    inspect,
+    select,
+    text,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.types import TypeEngine
+
+from imc_sidecar.imc.changes import (
+    Change,
+    MemberAdded,
+    MemberFlagsChanged,
+    RoomCreated,
+)
+
+__all__ = [
+    "FIELD_SIZE",
+    "TABLE_VERSION",
+    "VERSION_TABLE",
+    "ImcTables",
+    "SchemaMismatch",
+    "build_tables",
+    "check_fits",
+    "ensure_schema",
+]
+
+FIELD_SIZE = 64  # every string column of imc_rooms/imc_members is VARCHAR(64)
+TABLE_VERSION = 1  # both imc tables are version 1 in every Kamailio release
+VERSION_TABLE = "version"
+_VERSION_NAME_SIZE = 32
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # flag is a signed 32-bit INT
+_MYSQL = ("mysql", "mariadb")  # SQLAlchemy's names for the MySQL family
+
+
+class SchemaMismatch(Exception):
+    """An existing table lacks a column the imc module relies on."""
+
+
+@dataclass(frozen=True)
+class ImcTables:
+    metadata: MetaData
+    rooms: Table
+    members: Table
+    version: Table
+
+
+def build_tables(
+    dialect: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members"
+) -> ImcTables:
+    """The three tables with the constraint names Kamailio uses on `dialect`."""
+    metadata = MetaData()
+    rooms = Table(
+        rooms_table,
+        metadata,
+        _id_column(),
+        Column("name", String(FIELD_SIZE), nullable=False),
+        Column("domain", String(FIELD_SIZE), nullable=False),
+        Column("flag", _int11(), nullable=False),
+        UniqueConstraint("name", "domain", name=_name(dialect, rooms_table, "name_domain_idx")),
+        mysql_engine="InnoDB",
+    )
+    members = Table(
+        members_table,
+        metadata,
+        _id_column(),
+        Column("username", String(FIELD_SIZE), nullable=False),
+        Column("domain", String(FIELD_SIZE), nullable=False),
+        Column("room", String(FIELD_SIZE), nullable=False),
+        Column("flag", _int11(), nullable=False),
+        UniqueConstraint(
+            "username",
+            "domain",
+            "room",
+            name=_name(dialect, members_table, "account_room_idx"),
+        ),
+        mysql_engine="InnoDB",
+    )
+    version = Table(
+        VERSION_TABLE,
+        metadata,
+        _id_column(),
+        Column("table_name", String(_VERSION_NAME_SIZE), nullable=False),
+        Column(
+            "table_version",
+            Integer().with_variant(mysql.INTEGER(unsigned=True), *_MYSQL),
+            nullable=False,
+            server_default=text("0"),
+        ),
+        UniqueConstraint("table_name", name=_name(dialect, VERSION_TABLE, "table_name_idx")),
+        mysql_engine="InnoDB",
+    )
+    return ImcTables(metadata, rooms, members, version)
+
+
+def ensure_schema(conn: Connection, tables: ImcTables) -> list[str]:
+    """Create whichever of the three tables is missing and add absent version rows.
+
+    Existing tables (a real Kamailio's) are left exactly as they are, apart from a
+    check that the columns we read and write are there.  Returns the tables created.
+    """
+    existing = set(inspect(conn).get_table_names())
+    created: list[str] = []
+    for table in (tables.version, tables.rooms, tables.members):
+        if table.name in existing:
+            _check_columns(conn, table)
+        else:
+            table.create(conn)
+            created.append(table.name)
+    wanted = [tables.rooms.name, tables.members.name]
+    if tables.version.name in created:
+        wanted.insert(0, VERSION_TABLE)  # standard-create.sql records the table itself
+    version = tables.version
+    present = set(
+        conn.execute(
+            select(version.c.table_name).where(version.c.table_name.in_(wanted))
+        ).scalars()
+    )
+    rows = [{"table_name": n, "table_version": TABLE_VERSION} for n in wanted if n not in present]
+    if rows:
+        conn.execute(version.insert(), rows)
+    return created
+
+
+def check_fits(change: Change) -> str | None:
+    """Why `change` cannot be stored without truncation, or None if it fits.
+
+    Every string column is VARCHAR(64) (characters, on MySQL and PostgreSQL), and
+    `imc_members.room` holds the whole `sip:<name>@<domain>`, so a room whose URI is
+    longer than 64 characters could never get a member row: it is refused up front.
+    """
+    fields: list[tuple[str, str]]
+    if isinstance(change, RoomCreated):
+        fields = [
+            ("room name", change.name),
+            ("room domain", change.domain),
+            ("room URI", f"sip:{change.name}@{change.domain}"),
+        ]
+    elif isinstance(change, MemberAdded | MemberFlagsChanged):
+        fields = [
+            ("room URI", change.room_uri),
+            ("member user", change.user),
+            ("member domain", change.domain),
+        ]
+    else:
+        return None  # deletions remove rows that fit by construction
+    for label, value in fields:
+        if len(value) > FIELD_SIZE:
+            return (
+                f"{label} is {len(value)} characters long; "
+                f"the database column holds at most {FIELD_SIZE}"
+            )
+        if "\x00" in value:
+            return f"{label} contains a NUL character"
+    if not _INT_MIN <= change.flags <= _INT_MAX:
+        return f"flags value {change.flags} does not fit the database INT column"
+    return None
+
+
+def _id_column() -> Column[int]:
+    # MySQL: INT(10) UNSIGNED AUTO_INCREMENT; PostgreSQL: SERIAL; SQLite: INTEGER
+    # PRIMARY KEY (the rowid alias).
+    id_type: TypeEngine[int] = Integer().with_variant(
+        mysql.INTEGER(display_width=10, unsigned=True), *_MYSQL
+    )
+    return Column("id", id_type, primary_key=True, autoincrement=True, nullable=False)
+
+
+def _int11() -> TypeEngine[int]:
+    return Integer().with_variant(mysql.INTEGER(display_width=11), *_MYSQL)
+
+
+def _name(dialect: str, table: str, suffix: str) -> str:
+    return suffix if dialect in _MYSQL else f"{table}_{suffix}"
+
+
+def _check_columns(conn: Connection, table: Table) -> None:
+    have = {c["name"].lower() for c in inspect(conn).get_columns(table.name)}
+    missing = [c.name for c in table.columns if c.name not in have]
+    if missing:
+        raise SchemaMismatch(
+            f"existing table {table.name} has no column(s) {', '.join(missing)}"
+        )
