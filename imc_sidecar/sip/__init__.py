@@ -1,0 +1,47 @@
+"""Sans-I/O SIP: messages, stream framing, non-INVITE transactions and the endpoint."""
+
+from .endpoint import (
+    EndpointConfig,
+    IdSource,
+    Peer,
+    RequestCompleted,
+    RequestReceived,
+    ServerHandle,
+    SipEndpoint,
+    Transmit,
+)
+from .framing import StreamFramer
+from .message import (
+    Headers,
+    ParseError,
+    Request,
+    Response,
+    SipError,
+    Via,
+    make_response,
+    parse_message,
+)
+from .uri import SipUri, UriError, parse_uri
+
+__all__ = [
+    "EndpointConfig",
+    "Headers",
+    "IdSource",
+    "ParseError",
+    "Peer",
+    "Request",
+    "RequestCompleted",
+    "RequestReceived",
+    "Response",
+    "ServerHandle",
+    "SipEndpoint",
+    "SipError",
+    "SipUri",
+    "StreamFramer",
+    "Transmit",
+    "UriError",
+    "Via",
+    "make_response",
+    "parse_message",
+    "parse_uri",
+]

@@ -1,0 +1,360 @@
+"""The sans-I/O SIP endpoint: bytes and time in, events and bytes to send out.
+
+It answers what a chat server must answer by itself (OPTIONS, 405, 481, 483, 400),
+hands each new MESSAGE to the application exactly once, sends MESSAGEs shaped like
+Kamailio tm's local requests, and runs the transactions.  The asyncio edge calls
+`receive`/`handle_timer`/`transport_error`, then drains `transmits()` and re-arms one
+timer at `get_timer()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+
+from .message import (
+    ParseError,
+    Request,
+    Response,
+    apply_received,
+    make_response,
+    make_response_from_headers,
+    parse_message,
+    parse_via,
+    response_address,
+    stamp_via,
+)
+from .transaction import (
+    Address,
+    Peer,
+    RequestCompleted,
+    ServerKey,
+    ServerTransaction,
+    Timers,
+    TransactionLayer,
+    Transmit,
+)
+from .uri import UriError, parse_uri
+
+__all__ = [
+    "Address",
+    "EndpointConfig",
+    "IdSource",
+    "Peer",
+    "RequestCompleted",
+    "RequestReceived",
+    "ServerHandle",
+    "SipEndpoint",
+    "Transmit",
+]
+
+log = logging.getLogger(__name__)
+
+_MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7 branch prefix
+_UNSAFE_URI = re.compile(r"[\s<>]")  # would break the header line the URI is written into
+_HOP_CACHE_MAX = 4096
+
+
+class IdSource:
+    """Call-IDs, tags and branches: a random prefix and a counter, unique and cheap.
+
+    Pass a fixed prefix to make them deterministic in tests.
+    """
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self._prefix = secrets.token_hex(6) if prefix is None else prefix
+        self._counter = itertools.count(1)
+
+    def _next(self) -> str:
+        return f"{self._prefix}-{next(self._counter):x}"
+
+    def call_id(self) -> str:
+        return self._next()
+
+    def tag(self) -> str:
+        return self._next()
+
+    def branch(self) -> str:
+        """The part after the z9hG4bK magic cookie."""
+        return self._next()
+
+
+class ServerHandle:
+    """Opaque: identifies the server transaction that `reply()` answers."""
+
+    __slots__ = ("_request", "_to_tag", "_txn")
+
+    def __init__(self, txn: ServerTransaction, request: Request) -> None:
+        self._txn = txn
+        self._request: Request | None = request  # dropped after the final response
+        self._to_tag: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request for the application (never a retransmission)."""
+
+    request: Request
+    peer: Peer
+    handle: ServerHandle  # pass back to reply()
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointConfig:
+    via_address: dict[str, Address]  # per transport, the host/port we put in Via
+    outbound_proxy: str | None = None  # next hop of every request we send, when set
+    user_agent: str = "imc-sidecar"
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    allowed_methods: tuple[str, ...] = ("MESSAGE", "OPTIONS")
+
+
+def _hop(uri: str) -> Peer | tuple[int, str]:
+    """Next hop for a SIP URI (no DNS here: a host name goes to the edge as is)."""
+    try:
+        parsed = parse_uri(uri)
+    except UriError as exc:
+        if str(exc).startswith("unsupported scheme"):
+            return 416, "Unsupported URI Scheme"
+        return 400, "Invalid Request-URI"
+    transport = parsed.transport or "udp"
+    if parsed.scheme == "sips" or transport not in ("udp", "tcp"):
+        return 503, f"Unsupported transport {transport if parsed.scheme == 'sip' else 'tls'}"
+    host = parsed.host[1:-1] if parsed.host.startswith("[") else parsed.host
+    return Peer(transport, (host, parsed.port or 5060))
+
+
+def _server_key(request: Request, method: str) -> ServerKey:
+    """Transaction key of a request (RFC 3261 §17.2.3), for `method`'s transaction."""
+    via = request.top_via
+    branch = via.branch
+    if branch is not None and branch.startswith(_MAGIC):
+        return (branch, via.sent_by.lower(), method)
+    # RFC 2543 peers: no usable branch, so match on the request's identity.
+    number = request.cseq[0]
+    top = request.headers.get("Via") or ""
+    return (request.call_id, str(number), method, request.from_tag or "", top, request.uri)
+
+
+class SipEndpoint:
+    def __init__(self, config: EndpointConfig, ids: IdSource | None = None) -> None:
+        self.config = config
+        self._ids = ids or IdSource()
+        self._layer = TransactionLayer(Timers(config.t1, config.t2, config.t4))
+        self._allow = ", ".join(config.allowed_methods)
+        self._server_header = ("Server", config.user_agent)
+        # Per transport: the Via prefix and the Call-ID suffix, built once.
+        self._via: dict[str, tuple[str, str]] = {}
+        for transport, (host, port) in config.via_address.items():
+            if ":" in host and not host.startswith("["):
+                host = f"[{host}]"
+            self._via[transport.lower()] = (f"SIP/2.0/{transport.upper()} {host}:{port}", host)
+        self._proxy: Peer | tuple[int, str] | None = None
+        if config.outbound_proxy:
+            self._proxy = _hop(config.outbound_proxy)
+            if not isinstance(self._proxy, Peer):
+                raise ValueError(f"bad outbound_proxy {config.outbound_proxy!r}")
+        self._hops: dict[str, Peer | tuple[int, str]] = {}
+        self._deferred: list[tuple[float, RequestCompleted]] = []
+
+    @property
+    def pending_requests(self) -> int:
+        """Requests we sent that have not been reported completed yet."""
+        return self._layer.in_flight + len(self._deferred)
+
+    # --- input ----------------------------------------------------------------------------
+
+    def receive(
+        self, data: bytes, peer: Peer, now: float
+    ) -> list[RequestReceived | RequestCompleted]:
+        if not data.strip(b"\r\n"):
+            return []  # a CRLF keep-alive datagram
+        try:
+            message = parse_message(data)
+        except ParseError as exc:
+            self._reject(exc, peer)
+            return []
+        if isinstance(message, Response):
+            branch = message.top_via.branch
+            if branch is None:
+                return []
+            done = self._layer.client_response(
+                branch, message.cseq[1], message.status, message.reason, now
+            )
+            return [] if done is None else [done]
+        return self._on_request(message, peer, now)
+
+    def _on_request(
+        self, request: Request, peer: Peer, now: float
+    ) -> list[RequestReceived | RequestCompleted]:
+        method = request.method
+        if method == "ACK":
+            return []  # never answered; we keep no INVITE transactions to absorb it
+        key = _server_key(request, method)
+        if self._layer.server_match(key, now):
+            return []  # a retransmission, handled by its transaction
+        request = apply_received(request, peer.address)
+        dest = peer if peer.transport != "udp" else Peer("udp", response_address(request.top_via))
+        handle = ServerHandle(self._layer.server_start(key, dest), request)
+        if request.max_forwards == 0:
+            self._respond(handle, 483, "Too Many Hops", now)
+        elif method == "CANCEL":
+            # Nothing we run can be cancelled; a matching request only makes it a 200.
+            known = any(
+                _server_key(request, m) in self._layer.servers
+                for m in (*self.config.allowed_methods, "INVITE")
+            )
+            if known:
+                self._respond(handle, 200, "OK", now)
+            else:
+                self._respond(handle, 481, "Call/Transaction Does Not Exist", now)
+        elif method not in self.config.allowed_methods:
+            self._respond(handle, 405, "Method Not Allowed", now, [("Allow", self._allow)])
+        elif method == "OPTIONS":
+            extra = [("Allow", self._allow), ("Accept", "text/plain, */*")]
+            self._respond(handle, 200, "OK", now, extra)
+        else:
+            return [RequestReceived(request, peer, handle)]
+        return []
+
+    def _reject(self, exc: ParseError, peer: Peer) -> None:
+        """Answer a malformed request statelessly when it can be addressed; else drop it."""
+        headers = exc.headers
+        if exc.method is None or exc.method == "ACK" or headers is None:
+            log.debug("dropped malformed message from %s: %s", peer.address, exc)
+            return
+        via = None
+        if all(name in headers for name in ("From", "To", "Call-ID", "CSeq")):
+            with contextlib.suppress(ParseError):
+                via = stamp_via(parse_via(headers.get("Via") or ""), peer.address)
+        if via is None:
+            log.debug("dropped malformed request from %s: %s", peer.address, exc)
+            return
+        log.info("rejecting request from %s: %s", peer.address, exc)
+        response = make_response_from_headers(
+            headers, exc.status, exc.reason, to_tag=self._ids.tag(), headers=[self._server_header]
+        )
+        dest = peer if peer.transport != "udp" else Peer("udp", response_address(via))
+        self._layer.queue(Transmit(response.to_bytes(), dest))
+
+    # --- replies --------------------------------------------------------------------------
+
+    def reply(self, handle: ServerHandle, status: int, reason: str, now: float) -> None:
+        """Send the application's response; retransmissions are then answered by the
+        transaction.  A reply after the final one is ignored."""
+        self._respond(handle, status, reason, now)
+
+    def _respond(
+        self,
+        handle: ServerHandle,
+        status: int,
+        reason: str,
+        now: float,
+        extra: list[tuple[str, str]] | None = None,
+    ) -> None:
+        request = handle._request
+        if request is None:
+            log.debug("reply %d ignored: the transaction already has its final response", status)
+            return
+        if handle._to_tag is None:
+            handle._to_tag = self._ids.tag()  # the same tag for a 1xx and the final reply
+        headers = [self._server_header] if extra is None else [*extra, self._server_header]
+        response = make_response(request, status, reason, to_tag=handle._to_tag, headers=headers)
+        self._layer.server_send(handle._txn, status, response.to_bytes(), now)
+        if status >= 200:
+            handle._request = None
+
+    # --- requests we send -----------------------------------------------------------------
+
+    def send_request(
+        self,
+        request_uri: str,
+        from_uri: str,
+        body: bytes,
+        extra_headers: bytes,
+        context: object,
+        now: float,
+    ) -> None:
+        """Queue a MESSAGE shaped like Kamailio tm's (imc-reference §2.4).
+
+        Every call ends in exactly one RequestCompleted: from a response, a timer, a
+        transport error, or (when the request cannot even be built) the next
+        handle_timer().
+        """
+        hop = self._proxy or self._next_hop(request_uri)
+        if isinstance(hop, tuple):
+            self._deferred.append((now, RequestCompleted(context, *hop)))
+            return
+        if _UNSAFE_URI.search(request_uri) or _UNSAFE_URI.search(from_uri):
+            self._deferred.append((now, RequestCompleted(context, 400, "Invalid URI")))
+            return
+        via = self._via.get(hop.transport)
+        if via is None:
+            reason = f"No {hop.transport} transport"
+            self._deferred.append((now, RequestCompleted(context, 503, reason)))
+            return
+        ids = self._ids
+        branch = _MAGIC + ids.branch()
+        head = (
+            f"MESSAGE {request_uri} SIP/2.0\r\n"
+            f"Via: {via[0]};branch={branch};rport\r\n"
+            f"To: <{request_uri}>\r\n"
+            f"From: <{from_uri}>;tag={ids.tag()}\r\n"
+            "CSeq: 10 MESSAGE\r\n"
+            f"Call-ID: {ids.call_id()}@{via[1]}\r\n"
+            "Max-Forwards: 70\r\n"
+        )
+        if extra_headers and not extra_headers.endswith(b"\n"):
+            # As tm does; checking LF (not CRLF) avoids making an empty line of a bare LF.
+            extra_headers += b"\r\n"
+        tail = f"User-Agent: {self.config.user_agent}\r\nContent-Length: {len(body)}\r\n\r\n"
+        data = b"".join(
+            (
+                head.encode("utf-8", "surrogateescape"),
+                extra_headers,
+                tail.encode("utf-8", "surrogateescape"),
+                body,
+            )
+        )
+        self._layer.client_start(branch, "MESSAGE", data, hop, context, now)
+
+    def _next_hop(self, uri: str) -> Peer | tuple[int, str]:
+        hop = self._hops.get(uri)
+        if hop is None:
+            if len(self._hops) >= _HOP_CACHE_MAX:
+                self._hops.clear()
+            hop = self._hops[uri] = _hop(uri)
+        return hop
+
+    def transport_error(self, peer: Peer, now: float) -> list[RequestCompleted]:
+        """The edge could not send to `peer`: every request in flight to it fails (503)."""
+        return self._layer.client_transport_error(peer, now)
+
+    # --- time and output --------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> list[RequestCompleted]:
+        done: list[RequestCompleted] = []
+        if self._deferred:
+            due = [item for item in self._deferred if item[0] <= now]
+            if due:
+                self._deferred = [item for item in self._deferred if item[0] > now]
+                done.extend(result for _, result in due)
+        done.extend(self._layer.handle_timer(now))
+        return done
+
+    def get_timer(self) -> float | None:
+        deadline = self._layer.next_deadline()
+        if self._deferred:
+            first = min(at for at, _ in self._deferred)
+            deadline = first if deadline is None else min(deadline, first)
+        return deadline
+
+    def transmits(self) -> list[Transmit]:
+        return self._layer.transmits()

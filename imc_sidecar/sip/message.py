@@ -1,0 +1,861 @@
+"""SIP messages: parse bytes into `Request`/`Response`, serialize them back (RFC 3261 §7, §20).
+
+The parser is strict where a wrong guess would misroute a reply (start line, Via, CSeq,
+Content-Length) and lenient where real user agents are sloppy (bare LF line ends, folded
+headers, compact names).  It raises nothing but `ParseError`, which carries the status
+and reason phrase to answer with.
+
+Messages are frozen: `Headers` is immutable, so parsed views (top Via, CSeq, From/To)
+are computed once and cached on the message.  Content-Length is framing, not content:
+it is never stored in `Headers`; `to_bytes()` always writes the body's real length.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+__all__ = [
+    "MAX_BODY_BYTES",
+    "MAX_HEAD_BYTES",
+    "Headers",
+    "NameAddr",
+    "ParseError",
+    "Request",
+    "Response",
+    "SipError",
+    "Via",
+    "apply_received",
+    "find_head_end",
+    "make_response",
+    "make_response_from_headers",
+    "parse_message",
+    "parse_name_addr",
+    "parse_via",
+    "response_address",
+    "stamp_via",
+]
+
+MAX_HEAD_BYTES = 64 * 1024
+MAX_BODY_BYTES = 1024 * 1024
+
+Params = tuple[tuple[str, str | None], ...]
+
+
+class SipError(Exception):
+    """Base class for errors of the SIP layer."""
+
+
+class ParseError(SipError):
+    """A message that cannot be accepted; `status`/`reason` are the reply to give.
+
+    When the start line was a request line and the header block could be split,
+    `method` and `headers` are set, so the caller can still address a 400 to the sender.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        status: int = 400,
+        *,
+        method: str | None = None,
+        headers: Headers | None = None,
+    ) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.method = method
+        self.headers = headers
+
+
+def _too_large() -> ParseError:
+    return ParseError("Message Too Large", 513)
+
+
+# --- header names ------------------------------------------------------------------
+
+_COMPACT = {
+    "i": "Call-ID",
+    "f": "From",
+    "t": "To",
+    "v": "Via",
+    "m": "Contact",
+    "l": "Content-Length",
+    "c": "Content-Type",
+    "k": "Supported",
+    "s": "Subject",
+    "e": "Content-Encoding",
+    "o": "Event",
+    "r": "Refer-To",
+    "u": "Allow-Events",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+_COMPACT_KEY = {short: full.lower() for short, full in _COMPACT.items()}
+
+# Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1); only these are split.
+_LIST_HEADERS = frozenset(
+    {
+        "via",
+        "route",
+        "record-route",
+        "contact",
+        "allow",
+        "supported",
+        "require",
+        "proxy-require",
+        "unsupported",
+        "allow-events",
+        "accept",
+        "accept-encoding",
+        "accept-language",
+        "content-encoding",
+        "content-language",
+    }
+)
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
+_token_match = _TOKEN_RE.fullmatch
+_BAD_VALUE_RE = re.compile(r"[\r\n\x00]")
+_has_space = re.compile(r"\s").search
+
+
+def _key(name: str) -> str:
+    lower = name.lower()
+    return _COMPACT_KEY.get(lower, lower)
+
+
+def _is_token(text: str) -> bool:
+    return _token_match(text) is not None
+
+
+class Headers:
+    """Ordered, multi-valued, immutable; names are case-insensitive, compact forms expanded.
+
+    Names keep the spelling they were written with (a compact name becomes its full
+    name).  Each element of a list-valued header is one entry.  Methods that "change"
+    the headers return a new object.
+    """
+
+    __slots__ = ("_items",)
+
+    _items: tuple[tuple[str, str, str], ...]  # (lookup key, name as written, value)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        built = []
+        for name, value in items:
+            if not _is_token(name):
+                raise ValueError(f"bad header name {name!r}")
+            if _BAD_VALUE_RE.search(value):
+                raise ValueError(f"bad characters in the value of {name}")
+            key = _key(name)
+            built.append((key, _COMPACT[name.lower()] if key != name.lower() else name, value))
+        self._items = tuple(built)
+
+    @classmethod
+    def _trusted(cls, items: tuple[tuple[str, str, str], ...]) -> Headers:
+        headers = cls.__new__(cls)
+        headers._items = items
+        return headers
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        key = _key(name)
+        for k, _, value in self._items:
+            if k == key:
+                return value
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        key = _key(name)
+        return [value for k, _, value in self._items if k == key]
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        key = _key(name)
+        return any(k == key for k, _, _ in self._items)
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for _, name, value in self._items:
+            yield name, value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return [(k, v) for k, _, v in self._items] == [(k, v) for k, _, v in other._items]
+
+    def __hash__(self) -> int:
+        return hash(tuple((k, v) for k, _, v in self._items))
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self)!r})"
+
+    def with_header(self, name: str, value: str) -> Headers:
+        """Append one value."""
+        return Headers._trusted(self._items + Headers([(name, value)])._items)
+
+    def with_first(self, name: str, value: str) -> Headers:
+        """Replace the first value of `name` (append when absent); later values stay."""
+        key = _key(name)
+        items = list(self._items)
+        for i, (k, written, _) in enumerate(items):
+            if k == key:
+                Headers([(name, value)])  # validates
+                items[i] = (k, written, value)
+                return Headers._trusted(tuple(items))
+        return self.with_header(name, value)
+
+    def without(self, name: str) -> Headers:
+        key = _key(name)
+        return Headers._trusted(tuple(item for item in self._items if item[0] != key))
+
+
+# --- small grammar helpers ------------------------------------------------------------
+
+
+def _split_outside(text: str, sep: str) -> list[str]:
+    """Split on `sep` except inside quoted strings and <...> (a URI may hold ';' or ',')."""
+    if '"' not in text and "<" not in text:
+        return text.split(sep)
+    parts: list[str] = []
+    start = 0
+    quoted = False
+    angle = False
+    i = 0
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if quoted:
+            if ch == "\\":
+                i += 1
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif ch == sep and not angle:
+            parts.append(text[start:i])
+            start = i + 1
+        i += 1
+    parts.append(text[start:])
+    return parts
+
+
+def _parse_params(pieces: Iterable[str], what: str) -> Params:
+    params: list[tuple[str, str | None]] = []
+    for piece in pieces:
+        name, eq, value = piece.partition("=")
+        name = name.strip()
+        if not name:
+            if not eq and not value.strip():
+                continue  # tolerate ";;" and a trailing ';'
+            raise ParseError(f"Malformed {what}")
+        if not _is_token(name):
+            raise ParseError(f"Malformed {what}")
+        params.append((name, value.strip() if eq else None))
+    return tuple(params)
+
+
+def _find_param(params: Params, name: str) -> tuple[bool, str | None]:
+    for pname, value in params:
+        if pname.lower() == name:
+            return True, value
+    return False, None
+
+
+def _format_params(params: Params) -> str:
+    return "".join(f";{n}" if v is None else f";{n}={v}" for n, v in params)
+
+
+_HOST_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+")
+
+
+def _split_hostport(text: str, what: str) -> tuple[str, int | None]:
+    if text.startswith("["):
+        end = text.find("]")
+        host, tail = (text, "") if end < 0 else (text[: end + 1], text[end + 1 :])
+    else:
+        host, colon, port_text = text.partition(":")
+        tail = colon + port_text
+    if not _HOST_RE.fullmatch(host):
+        raise ParseError(f"Malformed {what}")
+    if not tail:
+        return host, None
+    port_text = tail[1:]
+    if tail[0] != ":" or not (port_text.isascii() and port_text.isdigit()) or len(port_text) > 5:
+        raise ParseError(f"Malformed {what}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ParseError(f"Malformed {what}")
+    return host, port
+
+
+# --- Via --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """One Via value (RFC 3261 §20.42): `SIP/2.0/<transport> host[:port];params`."""
+
+    transport: str  # upper case, e.g. "UDP"
+    host: str  # as written; IPv6 keeps its brackets
+    port: int | None
+    params: Params = ()
+
+    def param(self, name: str) -> str | None:
+        return _find_param(self.params, name.lower())[1]
+
+    def has_param(self, name: str) -> bool:
+        return _find_param(self.params, name.lower())[0]
+
+    @property
+    def branch(self) -> str | None:
+        return self.param("branch")
+
+    @property
+    def received(self) -> str | None:
+        return self.param("received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value, when one was filled in (RFC 3581)."""
+        value = self.param("rport")
+        return int(value) if value and value.isascii() and value.isdigit() else None
+
+    @property
+    def sent_by(self) -> str:
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def with_param(self, name: str, value: str | None) -> Via:
+        """Set a parameter, keeping its place when it already exists."""
+        lower = name.lower()
+        params = list(self.params)
+        for i, (pname, _) in enumerate(params):
+            if pname.lower() == lower:
+                params[i] = (pname, value)
+                break
+        else:
+            params.append((name, value))
+        return Via(self.transport, self.host, self.port, tuple(params))
+
+    def __str__(self) -> str:
+        return f"SIP/2.0/{self.transport} {self.sent_by}{_format_params(self.params)}"
+
+
+def parse_via(value: str) -> Via:
+    """Parse one Via value (already split from its neighbours)."""
+    parts = value.split("/", 2)
+    if len(parts) != 3 or parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
+        raise ParseError("Malformed Via")
+    words = parts[2].split(None, 1)
+    if len(words) != 2 or not _is_token(words[0]):
+        raise ParseError("Malformed Via")
+    pieces = _split_outside(words[1], ";")
+    # sent-by may carry LWS around the colon (RFC 3261 §25.1 COLON = SWS ":" SWS).
+    sent_by = "".join(pieces[0].split())
+    host, port = _split_hostport(sent_by, "Via")
+    params = _parse_params(pieces[1:], "Via")
+    return Via(words[0].upper(), host, port, params)
+
+
+# --- From / To ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NameAddr:
+    """From/To/Contact-style value: optional display name, URI, header parameters."""
+
+    display: str | None  # as written, quotes included
+    uri: str
+    params: Params = ()
+
+    @property
+    def tag(self) -> str | None:
+        return _find_param(self.params, "tag")[1]
+
+
+def _closing_quote(text: str, start: int) -> int:
+    i = start + 1
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == '"':
+            return i
+        i += 1
+    return -1
+
+
+def parse_name_addr(value: str, what: str = "address") -> NameAddr:
+    """Parse `"Name" <uri>;p=v`, `Name <uri>;p=v`, `<uri>;p=v` or bare `uri;p=v`.
+
+    In the bare form every ';' after the URI starts a header parameter (RFC 3261 §20.10),
+    so `sip:a@b;tag=x` is the URI `sip:a@b` with tag `x`.
+    """
+    text = value.strip()
+    display: str | None = None
+    rest = text
+    if text.startswith('"'):
+        end = _closing_quote(text, 0)
+        if end < 0:
+            raise ParseError(f"Malformed {what}")
+        display = text[: end + 1]
+        rest = text[end + 1 :]
+        if not rest.lstrip().startswith("<"):
+            raise ParseError(f"Malformed {what}")
+    lt = rest.find("<")
+    if lt >= 0:
+        if display is None:
+            display = rest[:lt].strip() or None
+        gt = rest.find(">", lt)
+        if gt < 0:
+            raise ParseError(f"Malformed {what}")
+        uri = rest[lt + 1 : gt].strip()
+        tail = rest[gt + 1 :].strip()
+        if tail and not tail.startswith(";"):
+            raise ParseError(f"Malformed {what}")
+        pieces = _split_outside(tail, ";")[1:] if tail else []
+    else:
+        pieces = _split_outside(rest, ";")
+        uri = pieces.pop(0).strip()
+    if ":" not in uri or uri.startswith(":") or _has_space(uri):
+        raise ParseError(f"Malformed {what}")
+    return NameAddr(display, uri, _parse_params(pieces, what))
+
+
+def _parse_cseq(value: str) -> tuple[int, str]:
+    parts = value.split()
+    if len(parts) != 2:
+        raise ParseError("Malformed CSeq")
+    number, method = parts
+    if not (number.isascii() and number.isdigit()) or len(number) > 10 or not _is_token(method):
+        raise ParseError("Malformed CSeq")
+    seq = int(number)
+    if seq >= 2**31:
+        raise ParseError("Malformed CSeq")
+    return seq, method
+
+
+# --- messages --------------------------------------------------------------------------
+
+
+class _Message:
+    """Accessors shared by Request and Response (both frozen slots dataclasses)."""
+
+    __slots__ = ()
+    headers: Headers
+    body: bytes
+    _via: Via | None
+    _cseq: tuple[int, str] | None
+    _from: NameAddr | None
+    _to: NameAddr | None
+
+    def _required(self, name: str) -> str:
+        value = self.headers.get(name)
+        if value is None:
+            raise ParseError(f"Missing {name}")
+        return value
+
+    @property
+    def call_id(self) -> str:
+        value = self._required("Call-ID")
+        if not value or _has_space(value):
+            raise ParseError("Malformed Call-ID")
+        return value
+
+    @property
+    def cseq(self) -> tuple[int, str]:
+        if self._cseq is None:
+            object.__setattr__(self, "_cseq", _parse_cseq(self._required("CSeq")))
+        assert self._cseq is not None
+        return self._cseq
+
+    @property
+    def top_via(self) -> Via:
+        if self._via is None:
+            object.__setattr__(self, "_via", parse_via(self._required("Via")))
+        assert self._via is not None
+        return self._via
+
+    @property
+    def from_addr(self) -> NameAddr:
+        if self._from is None:
+            object.__setattr__(self, "_from", parse_name_addr(self._required("From"), "From"))
+        assert self._from is not None
+        return self._from
+
+    @property
+    def to_addr(self) -> NameAddr:
+        if self._to is None:
+            object.__setattr__(self, "_to", parse_name_addr(self._required("To"), "To"))
+        assert self._to is not None
+        return self._to
+
+    @property
+    def from_uri(self) -> str:
+        return self.from_addr.uri
+
+    @property
+    def from_tag(self) -> str | None:
+        return self.from_addr.tag
+
+    @property
+    def to_uri(self) -> str:
+        return self.to_addr.uri
+
+    @property
+    def to_tag(self) -> str | None:
+        return self.to_addr.tag
+
+    @property
+    def content_type(self) -> str | None:
+        return self.headers.get("Content-Type")
+
+    @property
+    def max_forwards(self) -> int | None:
+        value = self.headers.get("Max-Forwards")
+        if value is None:
+            return None
+        if not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255:
+            raise ParseError("Malformed Max-Forwards")
+        return int(value)
+
+    def _validate(self) -> None:
+        # Each accessor raises the ParseError naming what is wrong.
+        self.top_via  # noqa: B018
+        self.from_addr  # noqa: B018
+        self.to_addr  # noqa: B018
+        self.call_id  # noqa: B018
+        self.cseq  # noqa: B018
+        self.max_forwards  # noqa: B018
+
+    def _encode(self, start_line: str) -> bytes:
+        lines = [start_line]
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+
+def _strip_content_length(message: Request | Response) -> None:
+    if "Content-Length" in message.headers:
+        object.__setattr__(message, "headers", message.headers.without("Content-Length"))
+
+
+@dataclass(frozen=True, slots=True)
+class Request(_Message):
+    method: str
+    uri: str
+    headers: Headers
+    body: bytes = b""
+    _via: Via | None = field(default=None, init=False, repr=False, compare=False)
+    _cseq: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
+    _from: NameAddr | None = field(default=None, init=False, repr=False, compare=False)
+    _to: NameAddr | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _strip_content_length(self)
+
+    def to_bytes(self) -> bytes:
+        return self._encode(f"{self.method} {self.uri} SIP/2.0")
+
+
+@dataclass(frozen=True, slots=True)
+class Response(_Message):
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes = b""
+    _via: Via | None = field(default=None, init=False, repr=False, compare=False)
+    _cseq: tuple[int, str] | None = field(default=None, init=False, repr=False, compare=False)
+    _from: NameAddr | None = field(default=None, init=False, repr=False, compare=False)
+    _to: NameAddr | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _strip_content_length(self)
+
+    def to_bytes(self) -> bytes:
+        return self._encode(f"SIP/2.0 {self.status} {self.reason}")
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def find_head_end(data: bytes | bytearray, start: int = 0) -> tuple[int, int]:
+    """Return (end of the header block, start of the body), or (-1, -1) if incomplete.
+
+    The head ends at the first empty line; CRLF is the rule, a bare LF is tolerated.
+    """
+    crlf = data.find(b"\n\r\n", start)
+    lf = data.find(b"\n\n", start)
+    if crlf < 0 and lf < 0:
+        return -1, -1
+    if lf < 0 or 0 <= crlf < lf:
+        end, body = crlf, crlf + 3
+    else:
+        end, body = lf, lf + 2
+    # the block excludes the last header line's own line end
+    if end > start and data[end - 1] == 13:
+        end -= 1
+    return end, body
+
+
+def _content_length(values: list[str]) -> int:
+    lengths = set()
+    for value in values:
+        if not (value.isascii() and value.isdigit()):
+            raise ParseError("Bad Content-Length")
+        if len(value) > 9:
+            raise _too_large()
+        lengths.add(int(value))
+    if len(lengths) != 1:
+        raise ParseError("Bad Content-Length")
+    length = lengths.pop()
+    if length > MAX_BODY_BYTES:
+        raise _too_large()
+    return length
+
+
+def _split_lines(head: str) -> list[str]:
+    lines = head.split("\r\n")
+    if head.count("\n") != len(lines) - 1:  # bare LF line ends somewhere (tolerated)
+        lines = [line[:-1] if line.endswith("\r") else line for line in head.split("\n")]
+    if "\n " in head or "\n\t" in head:
+        # folded continuation lines (RFC 3261 §7.3.1) are joined with a single space
+        folded: list[str] = []
+        for line in lines:
+            if line[:1] in (" ", "\t"):
+                if len(folded) < 2:  # nothing but the start line to continue
+                    raise ParseError("Malformed header folding")
+                folded[-1] = folded[-1].rstrip(" \t") + " " + line.lstrip(" \t")
+            else:
+                folded.append(line)
+        lines = folded
+    return lines
+
+
+# Header names seen before, already checked: name as written -> (lookup key, name to keep).
+# Bounded so hostile traffic cannot grow it.
+_NAME_CACHE: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_MAX = 512
+
+
+def _header_name(name: str) -> tuple[str, str]:
+    known = _NAME_CACHE.get(name)
+    if known is not None:
+        return known
+    if _token_match(name) is None:
+        raise ParseError("Malformed header line")
+    lower = name.lower()
+    key = _COMPACT_KEY.get(lower, lower)
+    known = (key, _COMPACT[lower] if key != lower else name)
+    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
+        _NAME_CACHE[name] = known
+    return known
+
+
+def _parse_headers(lines: list[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Return (header items without Content-Length, Content-Length values)."""
+    items: list[tuple[str, str, str]] = []
+    lengths: list[str] = []
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if not colon or "\r" in value:
+            raise ParseError("Malformed header line")
+        key, name = _header_name(name.rstrip(" \t"))
+        value = value.strip(" \t")
+        if key == "content-length":
+            lengths.append(value)
+        elif key in _LIST_HEADERS and "," in value:
+            for element in _split_outside(value, ","):
+                element = element.strip(" \t")
+                if element:
+                    items.append((key, name, element))
+        else:
+            items.append((key, name, value))
+    return items, lengths
+
+
+def parse_message(data: bytes) -> Request | Response:
+    """Parse one complete message (a UDP datagram, or one message framed from a stream).
+
+    With Content-Length, extra bytes are dropped (RFC 3261 §18.3) and missing ones are an
+    error; without it the body is the rest of the data (datagrams only; the stream framer
+    insists on Content-Length before it gets here).
+    """
+    start = 0
+    n = len(data)
+    while start < n and data[start] in (13, 10):  # leading CRLFs are ignored (§7.5)
+        start += 1
+    if start == n:
+        raise ParseError("Empty message")
+    head_end, body_start = find_head_end(data, start)
+    if head_end < 0:
+        if n - start > MAX_HEAD_BYTES:
+            raise _too_large()
+        raise ParseError("Missing end of headers")
+    if head_end - start > MAX_HEAD_BYTES:
+        raise _too_large()
+    head = data[start:head_end].decode("utf-8", "surrogateescape")
+    lines = _split_lines(head)
+    first = lines[0]
+    method: str | None = None
+    status = 0
+    reason = ""
+    uri = ""
+    if first.startswith("SIP/") or first[:4].upper() == "SIP/":
+        version, _, rest = first.partition(" ")
+        code, _, reason = rest.partition(" ")
+        if version.upper() != "SIP/2.0":
+            raise ParseError("Unsupported SIP version", 505)
+        if len(code) != 3 or not (code.isascii() and code.isdigit()) or code[0] not in "123456":
+            raise ParseError("Malformed status line")
+        status = int(code)
+    else:
+        parts = first.split()
+        if len(parts) != 3 or not _is_token(parts[0]):
+            raise ParseError("Malformed request line")
+        method, uri, version = parts
+        if version.upper() != "SIP/2.0":
+            if version[:4].upper() == "SIP/":
+                raise ParseError("Unsupported SIP version", 505)
+            raise ParseError("Malformed request line")
+        if ":" not in uri or uri.startswith(":"):
+            raise ParseError("Malformed Request-URI")
+    try:
+        items, lengths = _parse_headers(lines[1:])
+    except ParseError as exc:
+        exc.method = method
+        raise
+    headers = Headers._trusted(tuple(items))
+    try:
+        body = data[body_start:]
+        if lengths:
+            length = _content_length(lengths)
+            if len(body) < length:
+                raise ParseError("Bad Content-Length")
+            body = body[:length]
+        elif len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+        message: Request | Response
+        if method is None:
+            message = Response(status, reason, headers, body)
+            # Only what matching needs is parsed now; From/To are parsed on first use.
+            message.top_via  # noqa: B018
+            message.cseq  # noqa: B018
+            message._required("From")
+            message._required("To")
+            message.call_id  # noqa: B018
+        else:
+            message = Request(method, uri, headers, body)
+            message._validate()
+            if message.cseq[1] != method:
+                raise ParseError("CSeq method mismatch")
+    except ParseError as exc:
+        exc.method = method
+        exc.headers = headers
+        raise
+    return message
+
+
+# --- replies and the response path ---------------------------------------------------------
+
+
+def _response_headers(
+    headers: Headers, status: int, to_tag: str | None, extra: Iterable[tuple[str, str]]
+) -> Headers:
+    items: list[tuple[str, str, str]] = [i for i in headers._items if i[0] == "via"]
+    for key in ("from", "to", "call-id", "cseq"):
+        for item in headers._items:
+            if item[0] == key:
+                if key == "to" and status > 100 and to_tag is not None:
+                    try:
+                        has_tag = parse_name_addr(item[2], "To").tag is not None
+                    except ParseError:
+                        has_tag = True  # leave a To we cannot read as it is
+                    if not has_tag:
+                        item = (item[0], item[1], f"{item[2]};tag={to_tag}")
+                items.append(item)
+                break
+    return Headers._trusted(tuple(items) + Headers(extra)._items)
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """Build a response per RFC 3261 §8.2.6: copy every Via, From, To, Call-ID, CSeq.
+
+    A To-tag is added when the request's To has none and the status is above 100
+    (`to_tag`, or a random one).
+    """
+    tag = to_tag if to_tag is not None else secrets.token_hex(5)
+    return Response(status, reason, _response_headers(request.headers, status, tag, headers), body)
+
+
+def make_response_from_headers(
+    request_headers: Headers,
+    status: int,
+    reason: str,
+    *,
+    to_tag: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> Response:
+    """Like `make_response`, from the headers of a request that did not parse fully."""
+    return Response(status, reason, _response_headers(request_headers, status, to_tag, headers))
+
+
+def _bare_host(host: str) -> str:
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def apply_received(request: Request, source: tuple[str, int]) -> Request:
+    """Record where a request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581).
+
+    `received` is added when the sent-by host is not the source IP, and always when the
+    client asked for rport; an empty `rport` gets the source port.
+    """
+    via = request.top_via
+    new = stamp_via(via, source)
+    if new is via:
+        return request
+    updated = Request(
+        request.method, request.uri, request.headers.with_first("Via", str(new)), request.body
+    )
+    object.__setattr__(updated, "_via", new)
+    for name in ("_cseq", "_from", "_to"):  # the rest of the parse stays valid
+        object.__setattr__(updated, name, getattr(request, name))
+    return updated
+
+
+def stamp_via(via: Via, source: tuple[str, int]) -> Via:
+    """`via` with received/rport filled in for a request that came from `source`."""
+    host, port = source
+    has_rport, rport = _find_param(via.params, "rport")
+    new = via
+    if has_rport and not rport:
+        new = new.with_param("rport", str(port)).with_param("received", host)
+    elif _bare_host(via.host) != host:
+        new = new.with_param("received", host)
+    return new
+
+
+def response_address(via: Via) -> tuple[str, int]:
+    """Where a response goes over UDP: received (else sent-by host), rport (else port)."""
+    host = via.received or _bare_host(via.host)
+    port = via.rport or via.port or 5060
+    return host, port
