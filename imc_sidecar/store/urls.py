@@ -22,6 +22,8 @@ taken as a relative file name.  In-memory SQLite is refused: nothing would survi
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -75,17 +77,18 @@ def to_async_url(db_url: str) -> URL:
 
 
 def redact(db_url: str) -> str:
-    """`db_url` with any password replaced by `***`; safe on malformed input."""
-    scheme, sep, rest = db_url.partition("://")
-    if not sep:
+    """`db_url` with any password replaced by `***`; safe on malformed input too."""
+    match = re.match(r"([A-Za-z][A-Za-z0-9+.\-]*:/*)(.*)", db_url, re.DOTALL)
+    if match is None:
         return db_url
+    prefix, rest = match.groups()
     at = rest.rfind("@")  # the password may hold '@' itself; Kamailio takes the last one
     if at < 0:
         return db_url
     user, colon, _password = rest[:at].partition(":")
     if not colon:
         return db_url
-    return f"{scheme}://{user}:***@{rest[at + 1:]}"
+    return f"{prefix}{user}:***@{rest[at + 1:]}"
 
 
 def _from_sqlalchemy(text: str) -> URL:

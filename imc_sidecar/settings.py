@@ -1,0 +1,390 @@
+"""Settings: every modparam of Kamailio's imc module, plus where to listen and log.
+
+Names, meanings and defaults are Kamailio's (imc.c `params[]`), except:
+
+* `db_url` defaults to a SQLite file, `imc-sidecar.sqlite` in the working directory,
+  instead of Kamailio's `mysql://kamailio:kamailiorw@localhost/kamailio`.
+* `db_mode` defaults to 2 (write-through).  Kamailio master defaults to 0 and loses
+  every room at a restart; 5.6 has no db_mode at all.  Only 0 and 2 exist here.
+
+Sources, each overriding the one before: defaults, a TOML file (`--config FILE` or
+`IMC_CONFIG`; top-level keys named like the settings), `IMC_<NAME>` environment
+variables, and `--<name-with-dashes>` command-line flags.  A bad value stops start-up
+with one line naming the setting and where the value came from.
+
+`extra_hdrs` is a block of `Name: value` header lines.  Since a flag or a variable
+cannot easily hold a line break, the two-character escapes `\\r\\n` and `\\n` mark one
+(and `\\\\` is a backslash); real line breaks work too.  Each line ends up with CRLF.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from imc_sidecar.sip.uri import UriError, parse_uri
+from imc_sidecar.store.urls import redact, to_async_url
+
+__all__ = [
+    "DEFAULT_DB_URL",
+    "DEFAULT_SIP_PORT",
+    "Listen",
+    "Settings",
+    "SettingsError",
+    "add_arguments",
+    "load_settings",
+]
+
+DEFAULT_DB_URL = "sqlite:///imc-sidecar.sqlite"  # relative: ./imc-sidecar.sqlite
+DEFAULT_SIP_PORT = 5090  # not 5060, so a Kamailio on the same host keeps its port
+MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
+EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
+_TRANSPORTS = ("udp", "tcp")
+_LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}")  # version.table_name is VARCHAR(32)
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 3261 token
+_HOSTNAME_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9\-.]+")
+# Headers the server writes itself; a second copy would break or confuse the message.
+_OWN_HEADERS = frozenset(
+    {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "content-length", "l",
+     "max-forwards", "content-type", "c"}
+)
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used; the message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """One SIP listening socket."""
+
+    transport: str  # "udp" or "tcp"
+    host: str  # IP address or host name; IPv6 without brackets
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+DEFAULT_LISTEN = (Listen("udp", "127.0.0.1", DEFAULT_SIP_PORT),
+                  Listen("tcp", "127.0.0.1", DEFAULT_SIP_PORT))
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_url: str = DEFAULT_DB_URL
+    """Database for rooms and members (Kamailio-style or SQLAlchemy URL)."""
+    db_mode: int = 2
+    """0: rooms live in memory only; 2: load at start, write every change through."""
+    rooms_table: str = "imc_rooms"
+    members_table: str = "imc_members"
+    hash_size: int = 4
+    """Exponent: the room table has 2^hash_size buckets (affects listing order)."""
+    imc_cmd_start_char: str = "#"
+    """A body starting with its first character is a command; the whole string is
+    echoed in some notices, as Kamailio does."""
+    outbound_proxy: str | None = None
+    """SIP URI of the next hop for every MESSAGE the server sends; None: direct."""
+    extra_hdrs: str = ""
+    """Header lines added to every MESSAGE sent, each ending in CRLF."""
+    create_on_join: bool = True
+    """`#join` of a missing room creates it (else: "Room not found")."""
+    check_on_create: bool = False
+    """`#create` of an existing room always answers "Room already exists"."""
+    sip_listen: tuple[Listen, ...] = DEFAULT_LISTEN
+    log_level: str = "info"
+
+    def describe(self) -> list[str]:
+        """`name = value` lines for a start-up log, password hidden."""
+        lines = []
+        for f in fields(self):
+            value: Any = getattr(self, f.name)
+            if f.name == "sip_listen":
+                shown = ", ".join(str(listen) for listen in value)
+            else:
+                shown = repr(redact(value) if f.name == "db_url" else value)
+            lines.append(f"{f.name} = {shown}")
+        return lines
+
+    def __repr__(self) -> str:  # dataclass keeps this one: no password in logs
+        return "Settings(" + "; ".join(self.describe()) + ")"
+
+
+class _Bad(Exception):
+    """Raised by a parser: says what the value must be."""
+
+
+# --- parsers: raw value (text from env/CLI, or a TOML value) -> typed value ---------
+
+
+def _text(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise _Bad("must be a string")
+    return raw
+
+
+def _integer(raw: object, low: int, high: int, what: str) -> int:
+    if isinstance(raw, bool):
+        raise _Bad(what)
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
+        value = int(raw)
+    else:
+        raise _Bad(what)
+    if not low <= value <= high:
+        raise _Bad(what)
+    return value
+
+
+def _db_url(raw: object) -> str:
+    text = _text(raw).strip()
+    try:
+        to_async_url(text)
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
+    return text
+
+
+def _db_mode(raw: object) -> int:
+    what = "must be 0 (memory only) or 2 (write-through)"
+    value = _integer(raw, 0, 2, what)
+    if value == 1:
+        raise _Bad(what)
+    return value
+
+
+def _table(raw: object) -> str:
+    text = _text(raw).strip()
+    if not _TABLE_RE.fullmatch(text) or text == "version":
+        raise _Bad("must be a lower-case SQL table name of at most 32 characters "
+                   "(a-z, 0-9, _), other than 'version'")
+    return text
+
+
+def _hash_size(raw: object) -> int:
+    return _integer(raw, 1, MAX_HASH_SIZE, f"must be an integer between 1 and {MAX_HASH_SIZE}")
+
+
+def _start_char(raw: object) -> str:
+    text = _text(raw)
+    if not text or any(c.isspace() or not c.isprintable() for c in text):
+        raise _Bad("must be a non-empty string without spaces or control characters")
+    return text
+
+
+def _outbound_proxy(raw: object) -> str | None:
+    text = _text(raw).strip()
+    if not text:
+        return None
+    try:
+        uri = parse_uri(text)
+    except UriError as exc:
+        raise _Bad(f"must be a SIP URI such as sip:127.0.0.1:5060 ({exc})") from None
+    if uri.scheme != "sip":
+        raise _Bad("must be a sip: URI (TLS is not supported)")
+    if uri.transport not in (None, *_TRANSPORTS):
+        raise _Bad("transport must be udp or tcp")
+    return text
+
+
+def _extra_hdrs(raw: object) -> str:
+    decoded = re.sub(r"\\(\\|r\\n|n|r)",
+                     lambda m: "\\" if m.group(1) == "\\" else "\n", _text(raw))
+    lines = re.split(r"\r\n|\n|\r", decoded)
+    if lines[-1] == "":
+        lines.pop()
+    for number, line in enumerate(lines, 1):
+        name, colon, value = line.partition(":")
+        if not colon or not _TOKEN_RE.fullmatch(name.strip(" \t")) or name != name.lstrip():
+            raise _Bad(f"line {number} must look like 'Name: value'")
+        if any(not c.isprintable() and c != "\t" for c in value):
+            raise _Bad(f"line {number} holds a control character")
+        if name.strip(" \t").lower() in _OWN_HEADERS:
+            raise _Bad(f"header {name.strip()} is written by the server itself")
+    block = "".join(f"{line}\r\n" for line in lines)
+    if len(block.encode()) >= EXTRA_HDRS_LIMIT:
+        raise _Bad(f"must be shorter than {EXTRA_HDRS_LIMIT} bytes "
+                   f"(is {len(block.encode())} with CRLFs)")
+    return block
+
+
+def _flag(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, int) and raw in (0, 1):
+        return bool(raw)
+    if isinstance(raw, str):
+        word = raw.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise _Bad("must be 0 or 1 (or true/false)")
+
+
+def _sip_listen(raw: object) -> tuple[Listen, ...]:
+    items: list[str] = []
+    parts = raw if isinstance(raw, list) else [raw]
+    for part in parts:
+        items.extend(item.strip() for item in _text(part).split(",") if item.strip())
+    if not items:
+        raise _Bad("needs at least one address such as udp:127.0.0.1:5090")
+    found: list[Listen] = []
+    for item in items:
+        for listen in _listen(item):
+            if listen in found:
+                raise _Bad(f"{listen} is listed twice")
+            found.append(listen)
+    return tuple(found)
+
+
+def _listen(item: str) -> list[Listen]:
+    """`[udp:|tcp:]host[:port]`; without a transport, both (as Kamailio's listen=)."""
+    what = f"'{item}' must look like udp:127.0.0.1:{DEFAULT_SIP_PORT} or tcp:[::1]:5090"
+    head, colon, rest = item.partition(":")
+    transports: tuple[str, ...] = _TRANSPORTS
+    if colon and head.lower() in _TRANSPORTS:
+        transports, item = (head.lower(),), rest
+    if item.startswith("["):
+        host, bracket, tail = item[1:].partition("]")
+        if not bracket or (tail and not tail.startswith(":")):
+            raise _Bad(what)
+        port_text = tail[1:]
+    elif item.count(":") > 1:
+        host, port_text = item, ""  # bare IPv6 address, no port
+    else:
+        host, _, port_text = item.partition(":")
+    if not _valid_host(host):
+        raise _Bad(what)
+    port = DEFAULT_SIP_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise _Bad(what)
+        port = int(port_text)
+    return [Listen(t, host, port) for t in transports]
+
+
+def _valid_host(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOSTNAME_RE.fullmatch(host))
+    return True
+
+
+def _log_level(raw: object) -> str:
+    text = _text(raw).strip().lower()
+    if text not in _LOG_LEVELS:
+        raise _Bad(f"must be one of {', '.join(_LOG_LEVELS)}")
+    return text
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    parse: Callable[[object], Any]
+    help: str
+    metavar: str
+
+
+_SPECS = (
+    _Spec("db_url", _db_url, f"database URL (default {DEFAULT_DB_URL})", "URL"),
+    _Spec("db_mode", _db_mode, "0 = memory only, 2 = write-through (default 2)", "0|2"),
+    _Spec("rooms_table", _table, "rooms table (default imc_rooms)", "NAME"),
+    _Spec("members_table", _table, "members table (default imc_members)", "NAME"),
+    _Spec("hash_size", _hash_size, "room table has 2^N buckets (default 4)", "N"),
+    _Spec("imc_cmd_start_char", _start_char, "command prefix (default #)", "CHAR"),
+    _Spec("outbound_proxy", _outbound_proxy, "next hop for sent MESSAGEs (SIP URI)", "URI"),
+    _Spec("extra_hdrs", _extra_hdrs, r"headers for sent MESSAGEs, lines split by \r\n",
+          "HEADERS"),
+    _Spec("create_on_join", _flag, "#join creates a missing room (default 1)", "0|1"),
+    _Spec("check_on_create", _flag, "#create of an existing room fails (default 0)", "0|1"),
+    _Spec("sip_listen", _sip_listen,
+          f"SIP socket(s), e.g. udp:127.0.0.1:{DEFAULT_SIP_PORT}; repeat or comma-separate",
+          "ADDR"),
+    _Spec("log_level", _log_level, "debug, info, warning, error or critical (default info)",
+          "LEVEL"),
+)
+_NAMES = tuple(spec.name for spec in _SPECS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register `--config` and one `--<name>` flag per setting (default None: not given)."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML file with settings (or IMC_CONFIG)")
+    for spec in _SPECS:
+        flag = "--" + spec.name.replace("_", "-")
+        if spec.name == "sip_listen":
+            parser.add_argument(flag, dest=spec.name, action="append", default=None,
+                                metavar=spec.metavar, help=spec.help)
+        else:
+            parser.add_argument(flag, dest=spec.name, default=None, metavar=spec.metavar,
+                                help=spec.help)
+
+
+def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Defaults, then the TOML file, then IMC_* variables, then flags; validated."""
+    raw: dict[str, tuple[object, str]] = {}
+    config = getattr(args, "config", None) or environ.get("IMC_CONFIG") or None
+    if config:
+        for name, value in _read_toml(config).items():
+            raw[name] = (value, os.fspath(config))
+    for name in _NAMES:
+        variable = f"IMC_{name.upper()}"
+        if variable in environ:
+            raw[name] = (environ[variable], variable)
+    for name in _NAMES:
+        value = getattr(args, name, None)
+        if value is not None:
+            raw[name] = (value, "--" + name.replace("_", "-"))
+    values: dict[str, Any] = {}
+    for spec in _SPECS:
+        if spec.name not in raw:
+            continue
+        value, source = raw[spec.name]
+        try:
+            values[spec.name] = spec.parse(value)
+        except _Bad as exc:
+            raise SettingsError(
+                f"{spec.name}: {exc} (got {_shown(spec.name, value)} from {source})"
+            ) from None
+    settings = Settings(**values)
+    if settings.rooms_table == settings.members_table:
+        raise SettingsError(
+            f"members_table: must differ from rooms_table (both '{settings.rooms_table}')"
+        )
+    return settings
+
+
+def _read_toml(path: str) -> dict[str, object]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: not valid TOML ({exc})") from None
+    for key in data:
+        if key not in _NAMES:
+            close = difflib.get_close_matches(key, _NAMES, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise SettingsError(f"config file {path}: unknown setting '{key}'{hint}")
+    return data
+
+
+def _shown(name: str, value: object) -> str:
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    if name == "db_url" and isinstance(value, str):
+        value = redact(value)
+    return repr(value)

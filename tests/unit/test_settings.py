@@ -1,0 +1,237 @@
+"""Settings: Kamailio's imc modparams from defaults, TOML, IMC_* variables and flags."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from imc_sidecar.settings import (
+    Listen,
+    Settings,
+    SettingsError,
+    add_arguments,
+    load_settings,
+)
+
+
+def _load(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return load_settings(parser.parse_args(argv or []), env or {})
+
+
+def _error(argv: list[str] | None = None, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(SettingsError) as info:
+        _load(argv, env)
+    return str(info.value)
+
+
+def _toml(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "imc.toml"
+    path.write_text(body)
+    return str(path)
+
+
+def test_defaults() -> None:
+    s = _load()
+    assert s == Settings()
+    assert s.db_url == "sqlite:///imc-sidecar.sqlite"
+    assert s.db_mode == 2
+    assert (s.rooms_table, s.members_table) == ("imc_rooms", "imc_members")
+    assert s.hash_size == 4
+    assert s.imc_cmd_start_char == "#"
+    assert s.outbound_proxy is None
+    assert s.extra_hdrs == ""
+    assert (s.create_on_join, s.check_on_create) == (True, False)
+    assert s.sip_listen == (Listen("udp", "127.0.0.1", 5090), Listen("tcp", "127.0.0.1", 5090))
+    assert all(listen.port != 5060 for listen in s.sip_listen)
+    assert s.log_level == "info"
+
+
+def test_every_setting_has_a_flag_and_a_variable() -> None:
+    argv = ["--db-url", "mysql://u@h/k", "--db-mode", "0", "--rooms-table", "r",
+            "--members-table", "m", "--hash-size", "6", "--imc-cmd-start-char", "!",
+            "--outbound-proxy", "sip:127.0.0.1:5060;transport=tcp", "--extra-hdrs", "X-A: 1",
+            "--create-on-join", "0", "--check-on-create", "1",
+            "--sip-listen", "udp:0.0.0.0:5070", "--log-level", "DEBUG"]
+    by_flags = _load(argv)
+    env = {"IMC_DB_URL": "mysql://u@h/k", "IMC_DB_MODE": "0", "IMC_ROOMS_TABLE": "r",
+           "IMC_MEMBERS_TABLE": "m", "IMC_HASH_SIZE": "6", "IMC_IMC_CMD_START_CHAR": "!",
+           "IMC_OUTBOUND_PROXY": "sip:127.0.0.1:5060;transport=tcp",
+           "IMC_EXTRA_HDRS": "X-A: 1", "IMC_CREATE_ON_JOIN": "0", "IMC_CHECK_ON_CREATE": "1",
+           "IMC_SIP_LISTEN": "udp:0.0.0.0:5070", "IMC_LOG_LEVEL": "DEBUG"}
+    by_env = _load(env=env)
+    expected = Settings(
+        db_url="mysql://u@h/k", db_mode=0, rooms_table="r", members_table="m", hash_size=6,
+        imc_cmd_start_char="!", outbound_proxy="sip:127.0.0.1:5060;transport=tcp",
+        extra_hdrs="X-A: 1\r\n", create_on_join=False, check_on_create=True,
+        sip_listen=(Listen("udp", "0.0.0.0", 5070),), log_level="debug",
+    )
+    assert by_flags == expected
+    assert by_env == expected
+
+
+def test_precedence_toml_then_env_then_flags(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'hash_size = 5\nlog_level = "warning"\ndb_mode = 0\n')
+    s = _load(["--config", config, "--hash-size", "7"],
+              {"IMC_HASH_SIZE": "6", "IMC_LOG_LEVEL": "error"})
+    assert (s.hash_size, s.log_level, s.db_mode) == (7, "error", 0)
+
+
+def test_config_from_environment(tmp_path: Path) -> None:
+    config = _toml(tmp_path, "hash_size = 9\n")
+    assert _load(env={"IMC_CONFIG": config}).hash_size == 9
+
+
+def test_toml_native_types(tmp_path: Path) -> None:
+    config = _toml(tmp_path, """
+db_url = "postgres://postgres@127.0.0.1/kamailio"
+create_on_join = false
+check_on_create = 1
+sip_listen = ["udp:127.0.0.1:5091", "tcp:[::1]:5091"]
+extra_hdrs = '''
+X-Chat: imc
+Priority: normal
+'''
+""")
+    s = _load(["--config", config])
+    assert (s.create_on_join, s.check_on_create) == (False, True)
+    assert s.sip_listen == (Listen("udp", "127.0.0.1", 5091), Listen("tcp", "::1", 5091))
+    assert s.extra_hdrs == "X-Chat: imc\r\nPriority: normal\r\n"
+
+
+def test_unknown_toml_key_is_an_error(tmp_path: Path) -> None:
+    config = _toml(tmp_path, "hash_sise = 5\n")
+    message = _error(["--config", config])
+    assert message == (
+        f"config file {config}: unknown setting 'hash_sise'; did you mean 'hash_size'?")
+
+
+def test_missing_or_broken_config_file(tmp_path: Path) -> None:
+    assert "config file" in _error(["--config", str(tmp_path / "nope.toml")])
+    config = _toml(tmp_path, "hash_size = \n")
+    assert "not valid TOML" in _error(["--config", config])
+
+
+def test_error_names_setting_value_and_source(tmp_path: Path) -> None:
+    assert _error(env={"IMC_HASH_SIZE": "x"}) == (
+        "hash_size: must be an integer between 1 and 20 (got 'x' from IMC_HASH_SIZE)")
+    assert _error(["--hash-size", "0"]) == (
+        "hash_size: must be an integer between 1 and 20 (got '0' from --hash-size)")
+    config = _toml(tmp_path, "hash_size = 21\n")
+    assert _error(["--config", config]) == (
+        f"hash_size: must be an integer between 1 and 20 (got 21 from {config})")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("db_mode", "1", "must be 0 (memory only) or 2 (write-through)"),
+        ("db_mode", "3", "must be 0 (memory only) or 2"),
+        ("db_url", "text:///etc/kamailio", "unsupported database scheme 'text'"),
+        ("rooms_table", "Imc Rooms", "lower-case SQL table name"),
+        ("rooms_table", "version", "other than 'version'"),
+        ("members_table", "x" * 33, "at most 32 characters"),
+        ("hash_size", "1.5", "integer between 1 and 20"),
+        ("imc_cmd_start_char", "", "non-empty"),
+        ("imc_cmd_start_char", " ", "non-empty string without spaces"),
+        ("outbound_proxy", "proxy.example", "must be a SIP URI"),
+        ("outbound_proxy", "sips:proxy.example", "TLS is not supported"),
+        ("outbound_proxy", "sip:proxy.example;transport=tls", "transport must be udp or tcp"),
+        ("extra_hdrs", "no colon here", "line 1 must look like 'Name: value'"),
+        ("extra_hdrs", r"X-A: 1\r\n\r\nX-B: 2", "line 2 must look like"),
+        ("extra_hdrs", "Content-Length: 0", "written by the server itself"),
+        ("extra_hdrs", "X-Long: " + "a" * 1020, "shorter than 1024 bytes"),
+        ("create_on_join", "2", "must be 0 or 1"),
+        ("check_on_create", "maybe", "must be 0 or 1"),
+        ("sip_listen", "sctp:127.0.0.1:5090", "must look like udp:127.0.0.1:5090"),
+        ("sip_listen", "udp:127.0.0.1:70000", "must look like"),
+        ("sip_listen", "udp:bad host:5090", "must look like"),
+        ("sip_listen", "", "needs at least one address"),
+        ("sip_listen", "udp:127.0.0.1:5090,udp:127.0.0.1:5090", "listed twice"),
+        ("log_level", "verbose", "must be one of debug, info, warning, error, critical"),
+    ],
+)
+def test_bad_values(name: str, value: str, message: str) -> None:
+    variable = f"IMC_{name.upper()}"
+    error = _error(env={variable: value})
+    assert error.startswith(f"{name}: ")
+    assert message in error
+    assert error.endswith(f" from {variable})")
+
+
+def test_tables_must_differ() -> None:
+    assert "must differ" in _error(env={"IMC_ROOMS_TABLE": "t", "IMC_MEMBERS_TABLE": "t"})
+
+
+def test_toml_type_errors(tmp_path: Path) -> None:
+    config = _toml(tmp_path, "hash_size = true\n")
+    assert "hash_size: must be an integer" in _error(["--config", config])
+    config = _toml(tmp_path, "db_url = 5\n")
+    assert "db_url: must be a string" in _error(["--config", config])
+
+
+def test_password_never_shown() -> None:
+    error = _error(env={"IMC_DB_URL": "oracle://kamailio:s3cret@db/k"})
+    assert "s3cret" not in error
+    assert "oracle://kamailio:***@db/k" in error
+    settings = _load(env={"IMC_DB_URL": "mysql://kamailio:s3cret@db/k"})
+    assert settings.db_url == "mysql://kamailio:s3cret@db/k"  # the real value is kept
+    assert "s3cret" not in repr(settings)
+    assert "s3cret" not in "\n".join(settings.describe())
+
+
+@pytest.mark.parametrize(
+    ("value", "block"),
+    [
+        (r"X-A: 1\r\nX-B: 2", "X-A: 1\r\nX-B: 2\r\n"),
+        (r"X-A: 1\nX-B: 2\n", "X-A: 1\r\nX-B: 2\r\n"),
+        ("X-A: 1\r\nX-B: 2\r\n", "X-A: 1\r\nX-B: 2\r\n"),  # real line breaks
+        ("X-A: 1\nX-B: 2", "X-A: 1\r\nX-B: 2\r\n"),
+        (r"X-Path: C:\\dir", "X-Path: C:\\dir\r\n"),  # \\ is one backslash
+        ("", ""),
+    ],
+)
+def test_extra_hdrs_line_breaks(value: str, block: str) -> None:
+    assert _load(env={"IMC_EXTRA_HDRS": value}).extra_hdrs == block
+    assert _load(["--extra-hdrs", value]).extra_hdrs == block
+
+
+def test_sip_listen_forms() -> None:
+    s = _load(["--sip-listen", "udp:127.0.0.1:5091,tcp:127.0.0.2",
+               "--sip-listen", "[::1]:5093", "--sip-listen", "TCP:localhost:5094"])
+    assert [str(listen) for listen in s.sip_listen] == [
+        "udp:127.0.0.1:5091",
+        "tcp:127.0.0.2:5090",  # port defaults to 5090
+        "udp:[::1]:5093",  # no transport: both, like Kamailio's listen=
+        "tcp:[::1]:5093",
+        "tcp:localhost:5094",
+    ]
+    assert _load(env={"IMC_SIP_LISTEN": "udp:10.0.0.1:5095, tcp:10.0.0.1:5095"}).sip_listen == (
+        Listen("udp", "10.0.0.1", 5095), Listen("tcp", "10.0.0.1", 5095))
+
+
+def test_empty_outbound_proxy_means_unset(tmp_path: Path) -> None:
+    config = _toml(tmp_path, 'outbound_proxy = "sip:127.0.0.1:5060"\n')
+    assert _load(["--config", config]).outbound_proxy == "sip:127.0.0.1:5060"
+    assert _load(["--config", config], {"IMC_OUTBOUND_PROXY": ""}).outbound_proxy is None
+
+
+def test_start_char_kept_whole() -> None:
+    # Kamailio matches only the first character but echoes the whole string.
+    assert _load(env={"IMC_IMC_CMD_START_CHAR": "##"}).imc_cmd_start_char == "##"
+
+
+def test_namespace_without_our_flags() -> None:
+    # A sub-command parser that never called add_arguments still works.
+    assert load_settings(argparse.Namespace(), {"IMC_HASH_SIZE": "3"}).hash_size == 3
+
+
+def test_flags_default_to_none() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = vars(parser.parse_args([]))
+    assert set(args) >= {"config", "db_url", "db_mode", "sip_listen", "imc_cmd_start_char"}
+    assert all(value is None for value in args.values())
