@@ -90,7 +90,7 @@ class Store:
         dialect = url.get_backend_name()
         tables = build_tables(dialect, rooms_table, members_table)
         try:
-            created = await _prepare(engine, tables)
+            created = await _prepare(engine, tables, label)
         except BaseException:
             await engine.dispose()
             raise
@@ -251,8 +251,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-async def _prepare(engine: AsyncEngine, tables: ImcTables) -> list[str]:
-    label = redact(engine.url.render_as_string(hide_password=False))
+async def _prepare(engine: AsyncEngine, tables: ImcTables, label: str) -> list[str]:
     for attempt in (1, 2):
         try:
             async with engine.begin() as conn:
