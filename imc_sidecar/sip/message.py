@@ -359,8 +359,12 @@ def parse_via(value: str) -> Via:
     if len(words) != 2 or not _is_token(words[0]):
         raise ParseError("Malformed Via")
     pieces = _split_outside(words[1], ";")
-    # sent-by may carry LWS around the colon (RFC 3261 §25.1 COLON = SWS ":" SWS).
-    sent_by = "".join(pieces[0].split())
+    sent_by = pieces[0].strip()
+    if _has_space(sent_by):
+        # LWS is allowed around the port's colon only (RFC 3261 §25.1 COLON = SWS ":" SWS)
+        before, colon, after = sent_by.rpartition(":")
+        if colon:
+            sent_by = before.rstrip() + colon + after.lstrip()
     host, port = _split_hostport(sent_by, "Via")
     params = _parse_params(pieces[1:], "Via")
     return Via(words[0].upper(), host, port, params)

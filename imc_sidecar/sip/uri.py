@@ -56,8 +56,8 @@ def parse_uri(text: str) -> SipUri:
     if scheme not in _SCHEMES:
         raise UriError(f"unsupported scheme '{text[:colon]}'")
     rest = text[colon + 1 :]
-    rest = rest.split("?", 1)[0]
-    # A ';' may appear in the user part, so the user ends at the last '@'.
+    # ';' and '?' may appear in the user part while '@' may not appear unescaped in
+    # parameters or headers (RFC 3261 §25.1), so the user ends at the last '@'.
     at = rest.rfind("@")
     user = ""
     if at >= 0:
@@ -66,6 +66,7 @@ def parse_uri(text: str) -> SipUri:
         user = userinfo.split(":", 1)[0]
         if not user or not _USER_RE.match(userinfo):
             raise UriError("bad user part")
+    rest = rest.split("?", 1)[0]
     hostport, _, paramtext = rest.partition(";")
     host, port = _split_hostport(hostport)
     params: list[tuple[str, str | None]] = []
@@ -74,6 +75,8 @@ def parse_uri(text: str) -> SipUri:
             if not item:
                 continue
             name, eq, value = item.partition("=")
+            if not name:
+                raise UriError("bad parameter")
             params.append((name, value if eq else None))
     return SipUri(scheme, user, host, port, tuple(params), text)
 
@@ -93,7 +96,7 @@ def _split_hostport(hostport: str) -> tuple[str, int | None]:
         raise UriError("bad host")
     if not tail:
         return host, None
-    if not tail.startswith(":") or not tail[1:].isdigit():
+    if not tail.startswith(":") or not (tail[1:].isascii() and tail[1:].isdigit()):
         raise UriError("bad port")
     port = int(tail[1:])
     if not 0 < port < 65536:
