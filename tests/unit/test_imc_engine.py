@@ -711,3 +711,20 @@ def test_load_then_handle(engine: ImcEngine) -> None:
     assert engine.find_room("sip:chat-empty@d") is not None
     ok(send(engine, "bob", "sip:chat-after@d", "#accept"))
     assert members(engine, "sip:chat-after@d") == [("alice", 1), ("bob", 0)]
+
+
+def test_lists_too_long_for_kamailio_buffer_fail(engine: ImcEngine) -> None:
+    # 32765 bytes is the longest #members / #rooms body Kamailio's 32 KB buffer holds.
+    name = "m" * 98  # "[" + 98 + "]" + "\n" = 101 bytes a line
+    many = tuple(StoredMember(f"{i:03d}{name}", "d", 0) for i in range(400))
+    engine.load([StoredRoom("big", "d", 0, (StoredMember("alice", "d", 1), *many))])
+    failed(send(engine, "alice", "sip:big@d", "#members"), -100, "Message too long")
+    engine.load([StoredRoom(f"{i:03d}{name}", "d", 0, ()) for i in range(400)])
+    failed(send(engine, "alice", "sip:big@d", "#rooms"), -100, "Message too long")
+
+
+@pytest.mark.parametrize(("extra", "rc"), [(0, 1), (1, -100)])
+def test_rooms_list_limit_is_exact(engine: ImcEngine, extra: int, rc: int) -> None:
+    # "Rooms:\n[" + name + "]" is 32765 bytes at most.
+    engine.load([StoredRoom("r" * (32756 + extra), "d", 0, ())])
+    assert send(engine, "alice", MANAGER, "#rooms").rc == rc
