@@ -224,6 +224,7 @@ def _create_engine(url: URL, label: str) -> AsyncEngine:
             raise StoreError(
                 f"cannot open SQLite database {path.resolve()}: its directory does not exist"
             )
+        log.info("store %s: SQLite file %s", label, path.resolve())  # relative URLs surprise
     else:
         options["pool_pre_ping"] = True  # survive a database restart between commands
         if backend in ("mysql", "mariadb"):
