@@ -1,0 +1,111 @@
+"""Run the real `imc-sidecar serve` as a subprocess for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_LISTENING = re.compile(r"listening on (udp|tcp):([^:\s]+):(\d+)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port")
+
+
+@dataclass
+class SidecarProcess:
+    """A started sidecar; `addresses` maps transport to the (host, port) it bound."""
+
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[str] | None = None
+    addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+    started_in: float = 0.0
+
+    def start(self, timeout: float = 10.0) -> SidecarProcess:
+        env = {**os.environ, **self.env}
+        began = time.monotonic()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "imc_sidecar", "serve", *self.args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        ready = threading.Event()
+        wanted = sum(1 for a in self.args if a.startswith(("udp:", "tcp:")))
+        threading.Thread(target=self._read, args=(ready, max(wanted, 1)), daemon=True).start()
+        if not ready.wait(timeout):
+            self.kill()
+            raise RuntimeError("sidecar did not start:\n" + "\n".join(self.lines))
+        if self.process.poll() is not None:
+            raise RuntimeError("sidecar exited:\n" + "\n".join(self.lines))
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _read(self, ready: threading.Event, wanted: int) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip("\n"))
+            match = _LISTENING.search(line)
+            if match:
+                self.addresses[match[1]] = (match[2], int(match[3]))
+                if len(self.addresses) >= wanted:
+                    ready.set()
+        ready.set()  # process ended; start() reports it
+
+    def wait_for_line(self, pattern: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if regex.search(line):
+                    return line
+            time.sleep(0.02)
+        raise AssertionError(f"no line matching {pattern!r} in:\n" + "\n".join(self.lines))
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def sidecar_args(db_url: str, port: int, *extra: str) -> list[str]:
+    return [
+        "--db-url",
+        db_url,
+        "--sip-listen",
+        f"udp:127.0.0.1:{port}",
+        "--sip-listen",
+        f"tcp:127.0.0.1:{port}",
+        *extra,
+    ]
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'imc.sqlite'}"

@@ -1,0 +1,164 @@
+"""The real sidecar process on real sockets: lifecycle, SIP edge cases, framing."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
+from .sip_probe import UdpProbe, message, status_line
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def probe() -> Iterator[UdpProbe]:
+    p = UdpProbe()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path, probe: UdpProbe) -> Iterator[SidecarProcess]:
+    port = free_port()
+    proxy = f"sip:{probe.address[0]}:{probe.address[1]}"
+    process = SidecarProcess(sidecar_args(sqlite_url(tmp_path), port, "--outbound-proxy", proxy))
+    process.start()
+    yield process
+    process.kill()
+
+
+def _collect(probe: UdpProbe, replies: int, notices: int) -> tuple[list[bytes], list[bytes]]:
+    """Read until `replies` responses and `notices` MESSAGEs arrived; answer each MESSAGE 200."""
+    got_replies: list[bytes] = []
+    got_notices: list[bytes] = []
+    while len(got_replies) < replies or len(got_notices) < notices:
+        data = probe.receive()
+        if data.startswith(b"SIP/2.0 "):
+            got_replies.append(data)
+            continue
+        got_notices.append(data)
+        head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+        keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in _ECHOED]
+        reply = "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+        probe.sock.sendto(reply.encode(), _via_address(data))
+    return got_replies, got_notices
+
+
+_ECHOED = {"via", "from", "to", "call-id", "cseq"}
+
+
+def _via_address(data: bytes) -> tuple[str, int]:
+    for line in data.split(b"\r\n"):
+        if line.lower().startswith(b"via:"):
+            host, port = line.split()[2].split(b";")[0].decode().rsplit(":", 1)
+            return host, int(port)
+    raise AssertionError("no Via")
+
+
+def test_one_log_line_per_listener_and_clean_stop(sidecar: SidecarProcess) -> None:
+    listening = [line for line in sidecar.lines if "listening on" in line]
+    assert len(listening) == 2
+    assert {"udp", "tcp"} == set(sidecar.addresses)
+    assert sidecar.terminate() == 0
+    sidecar.wait_for_line("stopping")
+
+
+def test_options_answered_200_other_methods_405(
+    sidecar: SidecarProcess, probe: UdpProbe
+) -> None:
+    target = sidecar.addresses["udp"]
+    reply = probe.exchange(message("sip:chat-1@127.0.0.1", "", method="OPTIONS"), target)
+    assert status_line(reply) == "SIP/2.0 200 OK"
+    reply = probe.exchange(message("sip:chat-1@127.0.0.1", "", method="SUBSCRIBE"), target)
+    assert status_line(reply).startswith("SIP/2.0 405 ")
+    assert b"\r\nAllow: " in reply and b"MESSAGE" in reply
+
+
+def test_malformed_requests_get_400_with_reason_or_are_dropped(
+    sidecar: SidecarProcess, probe: UdpProbe
+) -> None:
+    target = sidecar.addresses["udp"]
+    bad_length = message("sip:chat-1@127.0.0.1", "#create").replace(
+        b"Content-Length: 7", b"Content-Length: 70"
+    )
+    reply = probe.exchange(bad_length, target)
+    assert status_line(reply).startswith("SIP/2.0 400 ")
+    assert len(status_line(reply)) > len("SIP/2.0 400 ")
+    probe.sock.sendto(b"\x00\xffnot sip at all\r\n\r\n", target)
+    with pytest.raises(socket.timeout):
+        probe.receive(timeout=0.5)
+    # Still serving after hostile input.
+    reply = probe.exchange(message("sip:chat-1@127.0.0.1", "", method="OPTIONS"), target)
+    assert status_line(reply) == "SIP/2.0 200 OK"
+
+
+def test_create_notice_goes_through_outbound_proxy(
+    sidecar: SidecarProcess, probe: UdpProbe
+) -> None:
+    probe.sock.sendto(message("sip:chat-1@example.org", "#create"), sidecar.addresses["udp"])
+    (reply,), (notice,) = _collect(probe, replies=1, notices=1)
+    assert status_line(reply) == "SIP/2.0 200 OK"
+    assert notice.startswith(b"MESSAGE sip:alice@127.0.0.1 SIP/2.0\r\n")
+    assert b"From: <sip:chat-1@example.org>;tag=" in notice
+    assert b"Supported: kamailio/imc\r\n" in notice
+    assert notice.endswith(b"\r\n\r\n*** Room was created")
+
+
+def test_retransmitted_command_is_processed_once(
+    sidecar: SidecarProcess, probe: UdpProbe, tmp_path: Path
+) -> None:
+    target = sidecar.addresses["udp"]
+    request = message(
+        "sip:chat-2@example.org", "#join", from_uri="sip:bob@example.org", branch="z9hG4bKfixed1"
+    )
+    probe.sock.sendto(request, target)
+    (first,), _ = _collect(probe, replies=1, notices=1)
+    probe.sock.sendto(request, target)
+    (second,), _ = _collect(probe, replies=1, notices=0)
+    assert second == first
+    with pytest.raises(socket.timeout):  # no second "Room was created"
+        probe.receive(timeout=0.5)
+    with sqlite3.connect(tmp_path / "imc.sqlite") as db:
+        rows = db.execute("select username, room, flag from imc_members").fetchall()
+    assert rows == [("bob", "sip:chat-2@example.org", 1)]
+
+
+def test_tcp_framing_split_and_pipelined_and_keepalive(sidecar: SidecarProcess) -> None:
+    target = sidecar.addresses["tcp"]
+    options = [
+        message("sip:chat-1@127.0.0.1", "", method="OPTIONS", transport="TCP") for _ in range(2)
+    ]
+    with socket.create_connection(target, timeout=3) as conn:
+        conn.sendall(b"\r\n\r\n")
+        assert conn.recv(2) == b"\r\n"
+        joined = options[0] + options[1]
+        conn.sendall(joined[:10])
+        time.sleep(0.05)
+        conn.sendall(joined[10:])
+        data = b""
+        while data.count(b"SIP/2.0 200 OK") < 2:
+            chunk = conn.recv(65535)
+            assert chunk, "connection closed"
+            data += chunk
+
+
+def test_bad_setting_stops_startup_with_one_clear_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imc_sidecar", "serve", "--hash-size", "banana"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "hash_size" in lines[0]
