@@ -25,6 +25,7 @@ from .sip.endpoint import (
 )
 from .sip.transport import SipTransports
 from .store.repository import Store
+from .store.schema import check_fits
 
 __all__ = ["Sidecar"]
 
@@ -43,6 +44,7 @@ class Sidecar:
                 hash_size=settings.hash_size,
                 create_on_join=settings.create_on_join,
                 check_on_create=settings.check_on_create,
+                admit=check_fits if settings.db_mode == 2 else None,
             )
         )
         self.store: Store | None = None
@@ -52,6 +54,7 @@ class Sidecar:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._writes: set[asyncio.Task[None]] = set()
+        self._resync: asyncio.Task[None] | None = None
         self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -76,6 +79,8 @@ class Sidecar:
     async def stop(self) -> None:
         """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
         self._stopping = True
+        if self._resync is not None:
+            self._resync.cancel()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         loop = asyncio.get_running_loop()
@@ -128,6 +133,10 @@ class Sidecar:
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
+        if self._resync is not None:
+            assert self.endpoint is not None
+            self.endpoint.reply(event.handle, 503, "Reloading state, retry", self._now())
+            return
         chat = ChatRequest(
             request_uri=request.uri,
             from_uri=request.from_uri,
@@ -157,15 +166,40 @@ class Sidecar:
         assert self.store is not None
         try:
             await self.store.apply(outcome.changes)
-        except Exception:
-            log.exception("could not store the changes of %s", outcome.command)
-            # Nothing was acknowledged: the caller hears of the failure and no notice
-            # claims a change the database does not hold.
+        except Exception as exc:
+            log.error("could not store the changes of %s: %s", outcome.command, exc)
+            # Nothing is acknowledged: the caller hears of the failure, no notice claims
+            # a change the database does not hold, and memory is reloaded from it.
             outcome = Outcome(
                 rc=-1, status=500, reason="Database error", command=outcome.command
             )
+            if self._resync is None:
+                self._resync = asyncio.get_running_loop().create_task(self._reload())
         self._emit(outcome, handle)
         self._flush()
+
+    async def _reload(self) -> None:
+        """Make memory equal the database again after a failed write.
+
+        New requests are answered 503 meanwhile, so none can act on a state that is
+        about to be replaced; writes already queued finish first.
+        """
+        assert self.store is not None
+        try:
+            while True:
+                try:
+                    await self.store.apply([])  # wait for the queued writes
+                    rooms = await self.store.load()
+                    break
+                except Exception as exc:
+                    log.error("reloading state from the database failed: %s; retrying", exc)
+                    await asyncio.sleep(1.0)
+            engine = ImcEngine(self.engine.config)
+            engine.load(rooms)
+            self.engine = engine
+            log.info("state reloaded from the database: %d rooms", len(rooms))
+        finally:
+            self._resync = None
 
     def _emit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
         endpoint = self.endpoint

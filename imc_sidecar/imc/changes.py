@@ -8,9 +8,11 @@ the value Kamailio keeps in `imc_members.room`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "Admit",
     "Change",
     "MemberAdded",
     "MemberFlagsChanged",
@@ -61,6 +63,10 @@ class MemberRemoved:
 
 
 Change = RoomCreated | RoomDestroyed | MemberAdded | MemberFlagsChanged | MemberRemoved
+
+# Asked before a change is made: why the store could not keep it, or None.  The store
+# owns the rule (column sizes); the engine refuses the command before anything changes.
+Admit = Callable[[Change], str | None]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..sip.uri import SipUri, UriError, parse_uri
 from . import texts
 from .changes import (
+    Admit,
     Change,
     MemberAdded,
     MemberFlagsChanged,
@@ -181,12 +182,18 @@ class Context:
 
 class CommandRunner:
     def __init__(
-        self, table: RoomTable, start: str, create_on_join: bool, check_on_create: bool
+        self,
+        table: RoomTable,
+        start: str,
+        create_on_join: bool,
+        check_on_create: bool,
+        admit: Admit | None = None,
     ) -> None:
         self.table = table
         self.start = start  # the whole configured string, echoed in notices
         self.create_on_join = create_on_join
         self.check_on_create = check_on_create
+        self.admit = admit
 
     def run(self, ctx: Context, command: str) -> None:
         """Run one command; raises Refused when it fails."""
@@ -428,7 +435,21 @@ class CommandRunner:
 
     # -- state changes, each recorded for the store --------------------------------------
 
+    def _check(self, *changes: Change) -> None:
+        """Refuse, before anything changes, what the store could not keep."""
+        if self.admit is None:
+            return
+        for change in changes:
+            problem = self.admit(change)
+            if problem is not None:
+                raise Refused(problem)
+
     def _create_room(self, ctx: Context, target: SipUri, flags: int) -> None:
+        uri = f"sip:{target.user}@{target.host}"
+        self._check(
+            RoomCreated(target.user, target.host, flags),
+            MemberAdded(uri, ctx.src.user, ctx.src.host, MEMBER_OWNER),
+        )
         room = self.table.add(target.user, target.host, flags)
         # The real flags are recorded, private bit included (master stores 0: B9).
         ctx.changes.append(RoomCreated(room.name, room.domain, room.flags))
@@ -436,6 +457,7 @@ class CommandRunner:
         self._notify(ctx, room, owner.uri, texts.ROOM_CREATED)
 
     def _add_member(self, ctx: Context, room: Room, user: str, domain: str, flags: int) -> Member:
+        self._check(MemberAdded(room.uri, user, domain, flags))
         member = self.table.add_member(room, user, domain, flags)
         ctx.changes.append(MemberAdded(room.uri, member.user, member.domain, flags))
         return member

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..sip.uri import SipUri, UriError, parse_uri
 from . import texts
-from .changes import MemberRemoved, StoredRoom
+from .changes import Admit, MemberRemoved, StoredRoom
 from .commands import ERROR_CODES, CommandRunner, Context, Reason, Refused, parse_command
 from .model import MEMBER_INVITED, Room
 from .outcome import ChatRequest, InviteTicket, Outcome, Outgoing
@@ -36,6 +36,7 @@ class EngineConfig:
     hash_size: int = 4  # exponent: 2**hash_size buckets
     create_on_join: bool = True
     check_on_create: bool = False
+    admit: Admit | None = None  # the store's limits, checked before anything changes
 
 
 def _ok(command: str | None, ctx: Context | None = None) -> Outcome:
@@ -60,7 +61,11 @@ class ImcEngine:
         self._start = config.cmd_start_char[0].encode("utf-8", "surrogateescape")
         self._table = RoomTable(config.hash_size)
         self._commands = CommandRunner(
-            self._table, config.cmd_start_char, config.create_on_join, config.check_on_create
+            self._table,
+            config.cmd_start_char,
+            config.create_on_join,
+            config.check_on_create,
+            config.admit,
         )
 
     # -- state -------------------------------------------------------------------------

@@ -6,6 +6,7 @@ Runs on SQLite, and on the machine's real MariaDB and PostgreSQL servers.
 from __future__ import annotations
 
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -122,3 +123,46 @@ def _header(data: bytes, name: bytes) -> str:
         if line.lower().startswith(name.lower() + b":"):
             return line.split(b":", 1)[1].strip().decode()
     raise AssertionError(f"no {name!r}")
+
+
+def test_a_write_the_database_refuses_is_not_acknowledged(tmp_path: Path) -> None:
+    answerer = Answerer()
+    port = free_port()
+    db_path = tmp_path / "imc.sqlite"
+    sidecar = SidecarProcess(
+        sidecar_args(f"sqlite:///{db_path}", port, "--outbound-proxy", answerer.uri)
+    ).start()
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    probe.settimeout(3)
+    via = f"127.0.0.1:{probe.getsockname()[1]}"
+    room = f"sip:chat-1@{DOMAIN}"
+
+    def send(user: str, body: str) -> str:
+        probe.sendto(message(room, body, from_uri=f"sip:{user}@{DOMAIN}", via_host=via),
+                     ("127.0.0.1", port))
+        return probe.recv(65535).split(b"\r\n", 1)[0].decode()
+
+    try:
+        assert send("alice", "#create") == "SIP/2.0 200 OK"
+        with sqlite3.connect(db_path) as db:
+            db.execute(
+                "CREATE TRIGGER refuse_mallory BEFORE INSERT ON imc_members "
+                "WHEN NEW.username = 'mallory' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        assert send("mallory", "#join") == "SIP/2.0 500 Database error"
+        # Memory follows the database: mallory is not a member, bob can still join.
+        deadline = time.monotonic() + 5
+        while (status := send("mallory", "hello")).startswith("SIP/2.0 503"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert status == "SIP/2.0 500 Not a member of the room"
+        assert send("bob", "#join") == "SIP/2.0 200 OK"
+        sidecar.wait_for_line("state reloaded from the database: 1 rooms")
+    finally:
+        probe.close()
+        sidecar.terminate()
+        answerer.close()
+    bodies = [m.split(b"\r\n\r\n", 1)[1] for m in answerer.received]
+    assert b"*** [mallory] has joined the room" not in bodies
+    assert b"*** [bob] has joined the room" in bodies
