@@ -728,3 +728,25 @@ def test_rooms_list_limit_is_exact(engine: ImcEngine, extra: int, rc: int) -> No
     # "Rooms:\n[" + name + "]" is 32765 bytes at most.
     engine.load([StoredRoom("r" * (32756 + extra), "d", 0, ())])
     assert send(engine, "alice", MANAGER, "#rooms").rc == rc
+
+
+def test_admit_refuses_before_anything_changes() -> None:
+    """The store's limits are asked first: a refused create or join changes nothing."""
+
+    def admit(change: object) -> str | None:
+        if isinstance(change, RoomCreated) and len(change.name) > 10:
+            return "Room name too long"
+        if isinstance(change, MemberAdded) and change.user == "mallory":
+            return "User name not storable"
+        return None
+
+    engine = ImcEngine(EngineConfig(admit=admit))
+    refused = send(engine, "alice", "sip:chat-very-long-name@d", "#create")
+    assert (refused.rc, refused.status, refused.reason) == (-30, 500, "Room name too long")
+    assert refused.changes == [] and refused.messages == []
+    assert list(engine.rooms()) == []
+    assert send(engine, "alice", CHAT1, "#create").rc == 1
+    joined = send(engine, "mallory", CHAT1, "#join")
+    assert (joined.rc, joined.reason, joined.changes) == (-40, "User name not storable", [])
+    room = engine.find_room(CHAT1)
+    assert room is not None and [m.user for m in room.members] == ["alice"]
