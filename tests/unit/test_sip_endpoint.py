@@ -148,7 +148,7 @@ def test_ipv6_via_address_is_bracketed() -> None:
     ep = SipEndpoint(EndpointConfig(via_address={"udp": ("2001:db8::9", 5060)}), IdSource("t"))
     ep.send_request("sip:a@h", "sip:r@c", b"", b"", None, 0.0)
     request = parse_message(ep.transmits()[0].data)
-    assert request.headers.get("Via", "").startswith("SIP/2.0/UDP [2001:db8::9]:5060;")
+    assert (request.headers.get("Via") or "").startswith("SIP/2.0/UDP [2001:db8::9]:5060;")
     assert request.call_id == "t-3@[2001:db8::9]"
 
 
