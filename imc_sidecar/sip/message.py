@@ -167,6 +167,13 @@ class Headers:
                 return value
         return default
 
+    def _first(self, key: str) -> str | None:
+        """`get` for an already lower-cased full name (the parsed-message fast path)."""
+        for k, _, value in self._items:
+            if k == key:
+                return value
+        return None
+
     def get_all(self, name: str) -> list[str]:
         key = _key(name)
         return [value for k, _, value in self._items if k == key]
@@ -174,8 +181,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = _key(name)
-        return any(k == key for k, _, _ in self._items)
+        return self._first(_key(name)) is not None
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         for _, name, value in self._items:
@@ -465,7 +471,7 @@ class _Message:
     _to: NameAddr | None
 
     def _required(self, name: str) -> str:
-        value = self.headers.get(name)
+        value = self.headers._first(name.lower())
         if value is None:
             raise ParseError(f"Missing {name}")
         return value
