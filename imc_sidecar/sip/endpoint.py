@@ -200,6 +200,7 @@ class SipEndpoint:
         key = _server_key(request, method)
         if self._layer.server_match(key, now):
             return []  # a retransmission, handled by its transaction
+        original = request  # RFC 2543 keys hold the Via as received, before stamping
         request = apply_received(request, peer.address)
         dest = peer if peer.transport != "udp" else Peer("udp", response_address(request.top_via))
         handle = ServerHandle(self._layer.server_start(key, dest), request)
@@ -208,7 +209,7 @@ class SipEndpoint:
         elif method == "CANCEL":
             # Nothing we run can be cancelled; a matching request only makes it a 200.
             known = any(
-                _server_key(request, m) in self._layer.servers
+                _server_key(original, m) in self._layer.servers
                 for m in (*self.config.allowed_methods, "INVITE")
             )
             if known:

@@ -339,6 +339,13 @@ def test_cancel_unknown_481_known_200() -> None:
     assert only_response(ep)[0].cseq == (1, "MESSAGE")
 
 
+def test_cancel_matches_rfc2543_request() -> None:
+    ep = endpoint()
+    ep.receive(incoming(branch="old"), ALICE, 0.0)
+    ep.receive(incoming("CANCEL", branch="old"), ALICE, 0.1)
+    assert only_response(ep)[0].status == 200
+
+
 def test_max_forwards_zero_483() -> None:
     ep = endpoint()
     assert ep.receive(incoming(extra="Max-Forwards: 0\r\n"), ALICE, 0.0) == []
