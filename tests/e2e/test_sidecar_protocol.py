@@ -162,3 +162,56 @@ def test_bad_setting_stops_startup_with_one_clear_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "hash_size" in lines[0]
+
+
+def test_outbound_proxy_over_tcp_with_extra_hdrs(tmp_path: Path, probe: UdpProbe) -> None:
+    """`;transport=tcp` on outbound_proxy: notices leave over a TCP connection we dial."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen(1)
+        proxy.settimeout(5)
+        host, proxy_port = proxy.getsockname()
+        port = free_port()
+        process = SidecarProcess(
+            sidecar_args(
+                sqlite_url(tmp_path),
+                port,
+                "--outbound-proxy",
+                f"sip:{host}:{proxy_port};transport=tcp",
+                "--extra-hdrs",
+                "X-Room-Service: imc\\r\\nP-Hint: one",
+            )
+        ).start()
+        try:
+            probe.sock.sendto(message("sip:chat-t@example.org", "#create"), ("127.0.0.1", port))
+            assert status_line(probe.receive()) == "SIP/2.0 200 OK"
+            conn, _ = proxy.accept()
+            with conn:
+                conn.settimeout(5)
+                data = b""
+                while b"*** Room was created" not in data:
+                    chunk = conn.recv(65535)
+                    assert chunk, "connection closed"
+                    data += chunk
+        finally:
+            process.kill()
+    assert data.startswith(b"MESSAGE sip:alice@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP ")
+    head = data.split(b"\r\n\r\n", 1)[0]
+    lines = head.split(b"\r\n")
+    names = [line.split(b":", 1)[0] for line in lines[1:]]
+    # Kamailio 5.6's order: Content-Type, Supported, extra_hdrs, In-Reply-To.
+    imc = [n for n in names if n in {b"Content-Type", b"Supported", b"X-Room-Service",
+                                     b"P-Hint", b"In-Reply-To"}]
+    assert imc == [b"Content-Type", b"Supported", b"X-Room-Service", b"P-Hint", b"In-Reply-To"]
+    assert b"X-Room-Service: imc" in lines and b"P-Hint: one" in lines
+
+
+def test_db_create_makes_kamailio_tables(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "imc_sidecar", "db", "create", "--db-url", sqlite_url(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(tmp_path / "imc.sqlite") as db:
+        versions = dict(db.execute("select table_name, table_version from version"))
+    assert versions["imc_rooms"] == 1 and versions["imc_members"] == 1
