@@ -1,4 +1,4 @@
-"""`imc-sidecar serve | db create`: the command line."""
+"""`imc-sidecar serve | rpc METHOD ARGS | db create`: the command line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .rpc.client_cli import add_rpc_arguments, run_rpc
 from .settings import Settings, SettingsError, add_arguments, load_settings
 
 __all__ = ["main"]
@@ -27,8 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     db_commands = db.add_subparsers(dest="db_command", required=True)
     create = db_commands.add_parser("create", help="create the imc tables if missing")
     add_arguments(create)
+    rpc = commands.add_parser(
+        "rpc",
+        help="call an admin RPC method (like kamcmd)",
+        description="Call an admin RPC method and print the reply the way kamcmd does.",
+    )
+    add_rpc_arguments(rpc)
 
     args = parser.parse_args(argv)
+    if args.command == "rpc":
+        return run_rpc(args)
     try:
         settings = load_settings(args, os.environ)
     except SettingsError as exc:

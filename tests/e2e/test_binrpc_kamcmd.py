@@ -1,0 +1,385 @@
+"""Debian's real kamcmd (BINRPC) against our listener, and our client against it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from imc_sidecar.rpc import binrpc, client
+from imc_sidecar.rpc.binrpc import start_binrpc_server
+from imc_sidecar.rpc.binrpc_codec import (
+    PacketReader,
+    PacketType,
+    decode_values,
+    encode_request,
+)
+from imc_sidecar.rpc.registry import (
+    Registry,
+    RpcContext,
+    RpcFault,
+    RpcMethod,
+    RpcReply,
+    RpcStruct,
+)
+
+pytestmark = pytest.mark.e2e
+
+KAMCMD = Path("/usr/sbin/kamcmd")
+
+
+def reply(*values: object) -> RpcReply:
+    result = RpcReply()
+    for value in values:
+        result.add(value)  # type: ignore[arg-type]
+    return result
+
+
+def fail(code: int, message: str) -> RpcReply:
+    raise RpcFault(code, message)
+
+
+def crash() -> RpcReply:
+    raise RuntimeError("a bug")
+
+
+def members() -> RpcStruct:
+    struct = RpcStruct(room="sip:chat-1@example.com", members=["sip:a@x", "sip:b@x"], count=2)
+    struct.one_call = True
+    return struct
+
+
+def make_registry() -> Registry:
+    registry = Registry()
+    methods = {
+        "t.ints": lambda: reply(0, 7, -3, 2**31 - 1, -(2**31), 2**40, True),
+        "t.strings": lambda: reply("abc", "", "x" * 300, "héllo"),
+        "t.doubles": lambda: reply(2.5, -0.001, 2.0, 123.4567, 1e10, 1e300),
+        "t.struct": lambda: reply(
+            RpcStruct(a=1, b=RpcStruct(c="d", e=[1, [2, 3]]), f=2.5, g=RpcStruct())
+        ),
+        "t.rooms": lambda: reply(
+            RpcStruct(room="sip:chat-1@x", members=2, owner="sip:a@x"),
+            RpcStruct(room="sip:chat-2@x", members=0, owner=""),
+        ),
+        "t.members": lambda: reply(members()),
+        "t.array": lambda: reply(["one", 2, 3.5, RpcStruct(k="v"), []]),
+        "t.empty": lambda: reply(),
+        "t.fault": lambda: fail(500, "Room not found"),
+        "t.fault400": lambda: fail(400, "x" * 400),
+        "t.crash": crash,
+        "t.big": lambda: reply(*("y" * 1000 for _ in range(100))),
+    }
+    for name, make in methods.items():
+        registry.register(RpcMethod(name, lambda _ctx, _params, make=make: make(), ""))
+    registry.register(RpcMethod("t.echo", lambda _ctx, params: reply(*params), ""))
+    registry.register(
+        RpcMethod("system.listMethods", lambda _ctx, _p: reply(*registry.names()), "", True)
+    )
+    return registry
+
+
+class NoEngine:
+    @property
+    def engine(self) -> object:
+        raise AssertionError("test methods do not use the engine")
+
+
+CONTEXT: RpcContext = NoEngine()  # type: ignore[assignment]
+
+
+@pytest.fixture
+async def tcp_server() -> AsyncIterator[str]:
+    server = await start_binrpc_server("tcp:127.0.0.1:0", make_registry(), CONTEXT)
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    yield f"tcp:127.0.0.1:{port}"
+    server.close()
+    await server.wait_closed()
+
+
+async def kamcmd(address: str, *args: str, stdin: str | None = None) -> str:
+    assert KAMCMD.exists(), f"{KAMCMD} is missing: install Debian's kamailio package"
+    process = await asyncio.create_subprocess_exec(
+        str(KAMCMD),
+        "-s",
+        address,
+        "--",  # so that "-2" is an argument, not an option
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(
+        process.communicate(stdin.encode() if stdin is not None else b""), 10
+    )
+    assert process.returncode == 0, err.decode()
+    assert err == b"", err.decode()
+    return out.decode()
+
+
+# -- kamcmd renders what we send -------------------------------------------------------
+
+
+async def test_ints_strings_doubles(tcp_server: str) -> None:
+    assert await kamcmd(tcp_server, "t.ints") == (
+        "0\n7\n-3\n2147483647\n-2147483648\n1099511627776\n1\n"
+    )
+    assert await kamcmd(tcp_server, "t.strings") == "abc\n\n" + "x" * 300 + "\nhéllo\n"
+    assert await kamcmd(tcp_server, "t.doubles") == (
+        "2.500000\n-0.001000\n2\n123.456000\n10000000000\n" + f"{1e300:.0f}\n"
+    )
+
+
+async def test_structs_and_arrays(tcp_server: str) -> None:
+    assert await kamcmd(tcp_server, "t.struct") == (
+        "{\n\ta: 1\n\tb: {\n\t\tc: d\n\t\te: {\n\t\t\t1\n\t\t\t{\n\t\t\t\t2\n\t\t\t\t3\n"
+        "\t\t\t}\n\t\t}\n\t}\n\tf: 2.500000\n\tg: {\n\t}\n}\n"
+    )
+    assert await kamcmd(tcp_server, "t.array") == (
+        "{\n\tone\n\t2\n\t3.500000\n\t{\n\t\tk: v\n\t}\n\t{\n\t}\n}\n"
+    )
+    assert await kamcmd(tcp_server, "t.rooms") == (
+        "{\n\troom: sip:chat-1@x\n\tmembers: 2\n\towner: sip:a@x\n}\n"
+        "{\n\troom: sip:chat-2@x\n\tmembers: 0\n\towner: \n}\n"
+    )
+
+
+async def test_one_call_struct_drops_members_after_the_nested_one(tcp_server: str) -> None:
+    # Kamailio's imc.list_members over ctl: `count` never arrives.
+    assert await kamcmd(tcp_server, "t.members") == (
+        "{\n\troom: sip:chat-1@example.com\n\tmembers: {\n\t\tsip:a@x\n\t\tsip:b@x\n\t}\n}\n"
+    )
+
+
+async def test_faults_and_unknown_methods(tcp_server: str) -> None:
+    assert await kamcmd(tcp_server, "t.fault") == "error: 500 - Room not found\n"
+    assert await kamcmd(tcp_server, "t.fault400") == "error: 400 - " + "x" * 255 + "\n"
+    assert await kamcmd(tcp_server, "t.crash") == "error: 500 - internal server error\n"
+    assert await kamcmd(tcp_server, "no.such") == "error: 500 - command no.such not found\n"
+    assert await kamcmd(tcp_server, "t.empty") == ""
+
+
+async def test_kamcmd_argument_typing_reaches_the_method(tcp_server: str) -> None:
+    out = await kamcmd(tcp_server, "t.echo", "1", "-2", "2.5", "-2.5", "abc", "s:12", "0x10", "1e3")
+    assert out == "1\n-2\n2.500000\n-2.500000\nabc\n12\n16\n1000\n"
+
+
+async def test_big_reply(tcp_server: str) -> None:
+    assert await kamcmd(tcp_server, "t.big") == ("y" * 1000 + "\n") * 100
+
+
+async def test_unix_socket(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.sock"
+    server = await start_binrpc_server(f"unix:{path}", make_registry(), CONTEXT)
+    try:
+        assert path.is_socket() and path.stat().st_mode & 0o777 == 0o660
+        assert await kamcmd(f"unixs:{path}", "t.rooms") == await kamcmd(str(path), "t.rooms")
+        assert await kamcmd(f"unix:{path}", "t.fault") == "error: 500 - Room not found\n"
+        with pytest.raises(OSError, match="another process"):
+            await start_binrpc_server(f"unix:{path}", make_registry(), CONTEXT)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not path.exists()
+    path.touch()
+    with pytest.raises(OSError, match="not a socket"):
+        await start_binrpc_server(f"unix:{path}", make_registry(), CONTEXT)
+
+
+async def test_stale_unix_socket_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.sock"
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(path))
+    stale.close()  # the file stays, nobody listens
+    server = await start_binrpc_server(f"unix:{path}", make_registry(), CONTEXT)
+    try:
+        assert await kamcmd(f"unix:{path}", "t.empty") == ""
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_interactive_mode_reuses_one_connection(
+    tcp_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kamcmd without a command reads lines from stdin; it first calls
+    # system.listMethods (for completion), then runs each line on the same socket.
+    accepted: list[object] = []
+    original = binrpc._Connection.connection_made
+
+    def counting(self: binrpc._Connection, transport: asyncio.BaseTransport) -> None:
+        accepted.append(transport)
+        original(self, transport)
+
+    monkeypatch.setattr(binrpc._Connection, "connection_made", counting)
+    out = await kamcmd(tcp_server, stdin="t.ints\nt.fault\nno.such\nt.members\nt.empty\nquit\n")
+    assert len(accepted) == 1
+    # readline echoes each line it reads from a pipe after the prompt
+    replies = [segment.partition("\n")[2] for segment in out.split("kamcmd> ")[1:]]
+    assert replies == [
+        "0\n7\n-3\n2147483647\n-2147483648\n1099511627776\n1\n",
+        "error: 500 - Room not found\n",
+        "error: 500 - command no.such not found\n",
+        "{\n\troom: sip:chat-1@example.com\n\tmembers: {\n\t\tsip:a@x\n\t\tsip:b@x\n\t}\n}\n",
+        "",
+        "",
+    ]
+
+
+# -- our own client over BINRPC --------------------------------------------------------
+
+
+async def test_our_client_over_binrpc(tcp_server: str) -> None:
+    result = await asyncio.to_thread(client.call, tcp_server, "t.echo", [1, -2.5, "s"])
+    assert result.values == [1, -2.5, "s"] and result.fault is None
+    result = await asyncio.to_thread(client.call, tcp_server, "t.fault", [])
+    assert result.fault == (500, "Room not found")
+    result = await asyncio.to_thread(client.call, tcp_server, "t.members", [])
+    assert result.json is not None
+
+
+async def test_rpc_subcommand_prints_what_kamcmd_prints(tcp_server: str) -> None:
+    for method in ("t.struct", "t.rooms", "t.members", "t.doubles", "t.ints", "t.fault"):
+        ours = await run_cli("rpc", "-s", tcp_server, method)
+        assert ours == await kamcmd(tcp_server, method), method
+
+
+async def run_cli(*args: str) -> str:
+    import sys
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "imc_sidecar",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode in (0, 1), err.decode()
+    return out.decode()
+
+
+# -- bad input never takes the listener down -------------------------------------------
+
+
+async def exchange(address: str, data: bytes, read_timeout: float = 2.0) -> tuple[bytes, bool]:
+    """Send raw bytes; return what came back and whether the server closed the connection."""
+    host, port = address[4:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(data)
+    await writer.drain()
+    received = b""
+    closed = False
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), read_timeout)
+            if not chunk:
+                closed = True
+                break
+            received += chunk
+    except TimeoutError:
+        pass
+    writer.close()
+    return received, closed
+
+
+def faults(data: bytes) -> list[tuple[int, list[object]]]:
+    reader = PacketReader(max_body=1 << 24)
+    reader.feed(data)
+    packets = []
+    while (packet := reader.next_packet()) is not None:
+        packets.append((packet.cookie, [packet.type, *decode_values(packet.body)]))
+    return packets
+
+
+BAD_REQUEST = PacketType.FAULT
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        # binary junk: no cookie to answer with, just closed
+        (b"\x00\x01\x02GET / HTTP/1.0\r\n\r\n", []),
+        # a reply sent to the server
+        (bytes.fromhex("a1 10 00 05"), [(5, [BAD_REQUEST, 400, "bad request: corrupted packet"])]),
+        # an unknown packet type, cookie readable
+        (bytes.fromhex("a1 20 00 06"), [(6, [BAD_REQUEST, 400, "bad request: corrupted packet"])]),
+        # a huge declared length
+        (
+            bytes.fromhex("a1 0c 7f ff ff ff 07"),
+            [(7, [BAD_REQUEST, 400, "bad request: buffer too small (overflow)"])],
+        ),
+        # wrong record types
+        (
+            bytes.fromhex("a1 00 02 08 10 01"),
+            [(8, [BAD_REQUEST, 400, "bad request method: record doesn't match type"])],
+        ),
+        (
+            bytes.fromhex("a1 00 07 09 21 6d 00 03 10 01 83"),
+            [(9, [BAD_REQUEST, 400, "bad request: record doesn't match type"])],
+        ),
+        # a record longer than the body
+        (
+            bytes.fromhex("a1 00 05 0a 21 6d 00 b1 7f"),
+            [(10, [BAD_REQUEST, 400, "bad request: more data needed"])],
+        ),
+        # an empty body
+        (
+            bytes.fromhex("a1 00 00 0b"),
+            [(11, [BAD_REQUEST, 400, "bad request method: end of packet encountered"])],
+        ),
+    ],
+)
+async def test_bad_input_gets_a_fault_or_a_close(
+    tcp_server: str, data: bytes, expected: Sequence[object]
+) -> None:
+    received, closed = await exchange(tcp_server, data)
+    assert closed
+    assert faults(received) == expected
+    assert await kamcmd(tcp_server, "t.rooms")  # still serving
+
+
+async def test_truncated_packet_waits_then_eof_closes(tcp_server: str) -> None:
+    request = encode_request(12, "t.ints", [])
+    host, port = tcp_server[4:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request[:-3])
+    await writer.drain()
+    with pytest.raises(TimeoutError):  # a partial packet: the server waits for the rest
+        await asyncio.wait_for(reader.read(1), 0.3)
+    writer.write(request[-3:] + request[:5])  # the rest, then half of another
+    await writer.drain()
+    reader_packets = PacketReader()
+    while (packet := reader_packets.next_packet()) is None:
+        reader_packets.feed(await asyncio.wait_for(reader.read(65536), 2))
+    assert packet.cookie == 12 and packet.type is PacketType.REPLY
+    writer.write_eof()
+    assert await asyncio.wait_for(reader.read(), 2) == b""
+    writer.close()
+    assert await kamcmd(tcp_server, "t.empty") == ""
+
+
+async def test_many_pipelined_requests_on_one_connection(tcp_server: str) -> None:
+    stream = b"".join(encode_request(n, "t.echo", [n, "x" * 100]) for n in range(2000))
+    host, port = tcp_server[4:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(stream)
+    await writer.drain()
+    packets = PacketReader(max_body=1 << 20)
+    cookies: list[int] = []
+    while len(cookies) < 2000:
+        packets.feed(await asyncio.wait_for(reader.read(65536), 5))
+        while (packet := packets.next_packet()) is not None:
+            assert decode_values(packet.body) == [packet.cookie, "x" * 100]
+            cookies.append(packet.cookie)
+    assert cookies == list(range(2000))
+    writer.close()
+
+
+async def test_concurrent_kamcmds(tcp_server: str) -> None:
+    outs = await asyncio.gather(*(kamcmd(tcp_server, "t.rooms") for _ in range(20)))
+    assert len(set(outs)) == 1
