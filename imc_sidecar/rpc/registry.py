@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol, Union
 
 if TYPE_CHECKING:
     from ..imc.engine import ImcEngine
+    from ..stats import Statistics
 
 __all__ = [
     "MethodNotFound",
@@ -65,10 +66,17 @@ class RpcReply:
 
 
 class RpcContext(Protocol):
-    """What methods may read: the live engine (it is replaced after a reload)."""
+    """What methods may read: the live engine (it is replaced after a reload), the
+    statistics, and when the server started (wall clock, for core.uptime)."""
 
     @property
     def engine(self) -> ImcEngine: ...
+
+    @property
+    def stats(self) -> Statistics: ...
+
+    @property
+    def started_at(self) -> float: ...
 
 
 Handler = Callable[[RpcContext, Sequence[object]], RpcReply]

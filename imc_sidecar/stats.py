@@ -1,0 +1,121 @@
+"""Statistics in Kamailio's model: named values in groups, shown as `group:name`.
+
+All of ours are in the group `imc`, the group Kamailio's imc module registers.  Two
+kinds exist, as in Kamailio's counters:
+
+* counters, bumped on the hot path as plain attribute adds and zeroed by
+  `stats.reset_statistics`;
+* gauges, computed live from the current engine when read (Kamailio's STAT_IS_FUNC);
+  a reset does not touch them.
+
+`imc:active_rooms` is the real number of rooms.  Kamailio registers the same name but
+never updates it, so there it always reads 0: a deliberate difference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .imc.engine import ImcEngine
+
+__all__ = ["COMMANDS", "GROUP", "Stat", "Statistics"]
+
+GROUP = "imc"
+# Every canonical command the engine reports in Outcome.command (aliases folded).
+COMMANDS = (
+    "accept", "add", "create", "destroy", "help", "invite", "join", "leave", "members",
+    "modify", "reject", "remove", "rooms", "unknown",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    group: str
+    name: str
+    read: Callable[[], int]
+    reset: Callable[[], None] | None  # None: a gauge, computed live, never reset
+
+    @property
+    def value(self) -> int:
+        return self.read()
+
+
+class Statistics:
+    """The sidecar's statistics; the hot-path counters are public int attributes."""
+
+    def __init__(self, engine: Callable[[], ImcEngine]) -> None:
+        self._engine = engine  # a getter: the engine is replaced after a reload
+        self.received_messages = 0  # MESSAGE requests handed to the chat engine
+        self.chat_messages = 0  # chat texts accepted for fan-out
+        self.sent_messages = 0  # MESSAGEs sent: chat copies and notices, one per recipient
+        self.failed_deliveries = 0  # sent MESSAGEs answered >= 300, or timed out
+        self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
+        stats = [
+            Stat(GROUP, "active_rooms", self._rooms, None),
+            Stat(GROUP, "members", self._members, None),
+            self._counter("received_messages"),
+            self._counter("chat_messages"),
+            self._counter("sent_messages"),
+            self._counter("failed_deliveries"),
+            *(self._command(name) for name in COMMANDS),
+        ]
+        # Kamailio lists groups, and the names in a group, in byte order.
+        stats.sort(key=lambda stat: (stat.group, stat.name))
+        self._stats = tuple(stats)
+        self._by_name = {stat.name: stat for stat in stats}
+
+    # -- hot path ----------------------------------------------------------------------
+
+    def count_command(self, command: str | None, rc: int) -> None:
+        """Count one engine outcome: a command by name, or an accepted chat text."""
+        if command is None:
+            if rc == 1:
+                self.chat_messages += 1
+        elif command in self.commands:
+            self.commands[command] += 1
+
+    # -- lookups (Kamailio's semantics) ------------------------------------------------
+
+    def __iter__(self) -> Iterator[Stat]:
+        return iter(self._stats)
+
+    def group(self, group: str) -> list[Stat]:
+        return [stat for stat in self._stats if stat.group == group]
+
+    def find(self, name: str) -> Stat | None:
+        """A statistic by its bare name, whatever its group (Kamailio's get_stat())."""
+        return self._by_name.get(name)
+
+    def reset(self, stat: Stat) -> None:
+        if stat.reset is not None:
+            stat.reset()
+
+    # -- definitions -------------------------------------------------------------------
+
+    def _rooms(self) -> int:
+        return sum(1 for _ in self._engine().rooms())
+
+    def _members(self) -> int:
+        return sum(len(room.members) for room in self._engine().rooms())
+
+    def _counter(self, attribute: str) -> Stat:
+        def read() -> int:
+            value: int = getattr(self, attribute)
+            return value
+
+        def reset() -> None:
+            setattr(self, attribute, 0)
+
+        return Stat(GROUP, attribute, read, reset)
+
+    def _command(self, command: str) -> Stat:
+        def read() -> int:
+            return self.commands[command]
+
+        def reset() -> None:
+            self.commands[command] = 0
+
+        return Stat(GROUP, f"cmd_{command}", read, reset)
