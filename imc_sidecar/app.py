@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import ChatRequest, InviteTicket, Outcome
+from .rpc.methods import build_registry
+from .rpc.server import RpcServers
 from .settings import Settings
 from .sip.endpoint import (
     EndpointConfig,
@@ -24,6 +27,7 @@ from .sip.endpoint import (
     SipEndpoint,
 )
 from .sip.transport import SipTransports
+from .stats import Statistics
 from .store.repository import Store
 from .store.schema import check_fits
 
@@ -49,6 +53,10 @@ class Sidecar:
         )
         self.store: Store | None = None
         self.endpoint: SipEndpoint | None = None
+        # Read by the RPC methods (RpcContext); the getter follows engine replacement.
+        self.stats = Statistics(lambda: self.engine)
+        self.started_at = time.time()
+        self.rpc = RpcServers(settings, build_registry(), self)
         self.transports = SipTransports(self._on_data, self._on_transport_error)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -68,6 +76,8 @@ class Sidecar:
             rooms = await self.store.load()
             self.engine.load(rooms)
             log.info("loaded %d rooms from the database", len(rooms))
+        # RPC first: once the SIP "listening on" lines are logged, everything is up.
+        await self.rpc.start()
         await self.transports.start(self.settings.sip_listen)
         via: dict[str, tuple[str, int]] = {}
         for bound in self.transports.bound:
@@ -79,6 +89,7 @@ class Sidecar:
     async def stop(self) -> None:
         """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
         self._stopping = True
+        await self.rpc.close()
         if self._resync is not None:
             self._resync.cancel()
         if self._writes:
@@ -127,12 +138,19 @@ class Sidecar:
         for event in events:
             if isinstance(event, RequestReceived):
                 self._on_request(event)
-            elif isinstance(event.context, InviteTicket) and event.status >= 300:
-                outcome = self.engine.invite_failed(event.context, event.status, event.reason)
-                self._complete(outcome, None)
+                continue
+            # Every completion is for a MESSAGE we sent (chat copy, notice or invitation).
+            if event.status >= 300:
+                self.stats.failed_deliveries += 1
+                if isinstance(event.context, InviteTicket):
+                    outcome = self.engine.invite_failed(
+                        event.context, event.status, event.reason
+                    )
+                    self._complete(outcome, None)
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
+        self.stats.received_messages += 1
         if self._resync is not None:
             assert self.endpoint is not None
             self.endpoint.reply(event.handle, 503, "Reloading state, retry", self._now())
@@ -149,6 +167,7 @@ class Sidecar:
         except Exception:  # a bug must cost one request, never the server
             log.exception("engine failed on %s", request.call_id)
             outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
+        self.stats.count_command(outcome.command, outcome.rc)
         self._complete(outcome, event.handle)
 
     # -- outbound ----------------------------------------------------------------------
@@ -207,6 +226,7 @@ class Sidecar:
         now = self._now()
         extra = self.settings.extra_hdrs
         for out in outcome.messages:
+            self.stats.sent_messages += len(out.recipients)
             headers = header_block(out, extra)
             for recipient in out.recipients:
                 endpoint.send_request(recipient, out.from_uri, out.body, headers, out.invite, now)

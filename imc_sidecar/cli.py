@@ -56,16 +56,16 @@ async def _serve(settings: Settings) -> int:
     from .app import Sidecar
 
     sidecar = Sidecar(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before start: a stop may come early
+        loop.add_signal_handler(signum, stop.set)
     try:
         await sidecar.start()
     except Exception as exc:  # one clear line instead of a traceback at start-up
         logging.getLogger("imc_sidecar").error("cannot start: %s", exc)
         await sidecar.stop()
         return 1
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     logging.getLogger("imc_sidecar").info("stopping")
     await sidecar.stop()

@@ -12,6 +12,14 @@ Sources, each overriding the one before: defaults, a TOML file (`--config FILE` 
 variables, and `--<name-with-dashes>` command-line flags.  A bad value stops start-up
 with one line naming the setting and where the value came from.
 
+Admin RPC (see README "Admin RPC"): every transport listens on loopback by default, on
+ports next to the SIP default so that a Kamailio on the same host (5060, its RPC on unix
+sockets and FIFOs) never collides: JSON-RPC over HTTP `127.0.0.1:5092` (`/RPC`),
+JSON-RPC datagrams `udp:127.0.0.1:5093`, BINRPC `tcp:127.0.0.1:5094`.  Unix sockets and
+the FIFO are opt-in, by explicit path.  An empty value (or `off`) disables a transport.
+An HTTP address that is not loopback must be given explicitly and needs `rpc_token`
+(clients send `Authorization: Bearer <token>`); start-up refuses it otherwise.
+
 `extra_hdrs` is a block of `Name: value` header lines.  Since a flag or a variable
 cannot easily hold a line break, the two-character escapes `\\r\\n` and `\\n` mark one
 (and `\\\\` is a backslash); real line breaks work too.  Each line ends up with CRLF.
@@ -36,6 +44,7 @@ __all__ = [
     "DEFAULT_DB_URL",
     "DEFAULT_SIP_PORT",
     "Listen",
+    "RpcAddress",
     "Settings",
     "SettingsError",
     "add_arguments",
@@ -44,6 +53,10 @@ __all__ = [
 
 DEFAULT_DB_URL = "sqlite:///imc-sidecar.sqlite"  # relative: ./imc-sidecar.sqlite
 DEFAULT_SIP_PORT = 5090  # not 5060, so a Kamailio on the same host keeps its port
+DEFAULT_RPC_HTTP_PORT = 5092
+DEFAULT_RPC_DGRAM_PORT = 5093
+DEFAULT_RPC_BINRPC_PORT = 5094
+MIN_TOKEN_LENGTH = 16
 MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
 EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
 _TRANSPORTS = ("udp", "tcp")
@@ -81,6 +94,38 @@ DEFAULT_LISTEN = (Listen("udp", "127.0.0.1", DEFAULT_SIP_PORT),
                   Listen("tcp", "127.0.0.1", DEFAULT_SIP_PORT))
 
 
+@dataclass(frozen=True, slots=True)
+class RpcAddress:
+    """One admin RPC socket: `tcp:HOST:PORT`, `udp:HOST:PORT` or `unix:/path`."""
+
+    kind: str  # "tcp", "udp" or "unix"
+    host: str = ""  # IP address or host name; IPv6 without brackets
+    port: int = 0
+    path: str = ""  # unix only
+
+    def __str__(self) -> str:
+        if self.kind == "unix":
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.kind}:{host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        if self.kind == "unix":
+            return True
+        if self.host.lower() == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+DEFAULT_RPC_HTTP = (RpcAddress("tcp", "127.0.0.1", DEFAULT_RPC_HTTP_PORT),)
+DEFAULT_RPC_DGRAM = (RpcAddress("udp", "127.0.0.1", DEFAULT_RPC_DGRAM_PORT),)
+DEFAULT_RPC_BINRPC = (RpcAddress("tcp", "127.0.0.1", DEFAULT_RPC_BINRPC_PORT),)
+
+
 @dataclass(frozen=True)
 class Settings:
     db_url: str = DEFAULT_DB_URL
@@ -104,14 +149,28 @@ class Settings:
     """`#create` of an existing room always answers "Room already exists"."""
     sip_listen: tuple[Listen, ...] = DEFAULT_LISTEN
     log_level: str = "info"
+    rpc_http: tuple[RpcAddress, ...] = DEFAULT_RPC_HTTP
+    """JSON-RPC over HTTP (POST /RPC): HOST:PORT or unix:/path; empty: off."""
+    rpc_dgram: tuple[RpcAddress, ...] = DEFAULT_RPC_DGRAM
+    """JSON-RPC datagrams (kamcli): udp:HOST:PORT and/or unix:/path; empty: off."""
+    rpc_binrpc: tuple[RpcAddress, ...] = DEFAULT_RPC_BINRPC
+    """BINRPC (kamcmd): tcp:HOST:PORT and/or unix:/path; empty: off."""
+    rpc_fifo: str | None = None
+    """JSON-RPC FIFO (kamctl) path; None: off."""
+    rpc_fifo_reply_dir: str = "/tmp"
+    """Where FIFO clients create their reply FIFOs (kamctl uses /tmp)."""
+    rpc_token: str | None = None
+    """Bearer token the HTTP transport requires; mandatory off loopback."""
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""
         lines = []
         for f in fields(self):
             value: Any = getattr(self, f.name)
-            if f.name == "sip_listen":
-                shown = ", ".join(str(listen) for listen in value)
+            if f.name in ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc"):
+                shown = ", ".join(str(item) for item in value) or "off"
+            elif f.name == "rpc_token":
+                shown = "(set)" if value else "None"
             else:
                 shown = repr(redact(value) if f.name == "db_url" else value)
             lines.append(f"{f.name} = {shown}")
@@ -282,6 +341,76 @@ def _valid_host(host: str) -> bool:
     return True
 
 
+def _rpc_addresses(kinds: tuple[str, ...], default_port: int) -> Callable[[object], Any]:
+    """A parser for a list of RPC addresses; a bare HOST:PORT means kinds[0]."""
+    example = f"{kinds[0]}:127.0.0.1:{default_port} or unix:/run/imc-sidecar/rpc.sock"
+
+    def parse(raw: object) -> tuple[RpcAddress, ...]:
+        items: list[str] = []
+        for part in raw if isinstance(raw, list) else [raw]:
+            items.extend(item.strip() for item in _text(part).split(",") if item.strip())
+        if [item.lower() for item in items] in ([], ["off"]):
+            return ()
+        found: list[RpcAddress] = []
+        for item in items:
+            address = _rpc_address(item, kinds, default_port, example)
+            if address in found:
+                raise _Bad(f"{address} is listed twice")
+            found.append(address)
+        return tuple(found)
+
+    return parse
+
+
+def _rpc_address(item: str, kinds: tuple[str, ...], port: int, example: str) -> RpcAddress:
+    head, colon, rest = item.partition(":")
+    if colon and head.lower() == "unix":
+        if not rest or "\x00" in rest:
+            raise _Bad(f"'{item}' needs a socket path, e.g. {example}")
+        return RpcAddress("unix", path=rest)
+    kind = kinds[0]
+    if colon and head.lower() in ("tcp", "udp"):
+        if head.lower() not in kinds:
+            raise _Bad(f"'{item}': {head.lower()} is not possible here; use {example}")
+        kind, item = head.lower(), rest
+    try:
+        (listen,) = _listen(f"udp:{item}")
+    except _Bad:
+        raise _Bad(f"'{item}' must look like {example}") from None
+    # A port was given unless this is "[v6]" or a bare IPv6 address (several colons).
+    tail = item.rpartition("]")[2] if item.startswith("[") else item
+    explicit = tail.count(":") == 1
+    return RpcAddress(kind, listen.host, listen.port if explicit else port)
+
+
+def _fifo(raw: object) -> str | None:
+    text = _text(raw).strip()
+    if text.lower() in ("", "off"):
+        return None
+    if "\x00" in text:
+        raise _Bad("must be a file path")
+    return text
+
+
+def _reply_dir(raw: object) -> str:
+    text = _text(raw).strip()
+    if not text or "\x00" in text:
+        raise _Bad("must be a directory path")
+    return text
+
+
+def _token(raw: object) -> str | None:
+    text = _text(raw).strip()
+    if not text:
+        return None
+    if len(text) < MIN_TOKEN_LENGTH or not text.isascii() or not text.isprintable() or (
+        " " in text
+    ):
+        raise _Bad(f"must be at least {MIN_TOKEN_LENGTH} printable ASCII characters, "
+                   "no spaces")
+    return text
+
+
 def _log_level(raw: object) -> str:
     text = _text(raw).strip().lower()
     if text not in _LOG_LEVELS:
@@ -314,7 +443,22 @@ _SPECS = (
           "ADDR"),
     _Spec("log_level", _log_level, "debug, info, warning, error or critical (default info)",
           "LEVEL"),
+    _Spec("rpc_http", _rpc_addresses(("tcp",), DEFAULT_RPC_HTTP_PORT),
+          f"JSON-RPC over HTTP, HOST:PORT or unix:PATH (default 127.0.0.1:"
+          f"{DEFAULT_RPC_HTTP_PORT}; 'off' disables)", "ADDR"),
+    _Spec("rpc_dgram", _rpc_addresses(("udp",), DEFAULT_RPC_DGRAM_PORT),
+          f"JSON-RPC datagrams, udp:HOST:PORT or unix:PATH (default udp:127.0.0.1:"
+          f"{DEFAULT_RPC_DGRAM_PORT}; 'off' disables)", "ADDR"),
+    _Spec("rpc_binrpc", _rpc_addresses(("tcp",), DEFAULT_RPC_BINRPC_PORT),
+          f"BINRPC (kamcmd), tcp:HOST:PORT or unix:PATH (default tcp:127.0.0.1:"
+          f"{DEFAULT_RPC_BINRPC_PORT}; 'off' disables)", "ADDR"),
+    _Spec("rpc_fifo", _fifo, "JSON-RPC FIFO path for kamctl (default: off)", "PATH"),
+    _Spec("rpc_fifo_reply_dir", _reply_dir, "directory of FIFO reply files (default /tmp)",
+          "DIR"),
+    _Spec("rpc_token", _token,
+          "bearer token for HTTP RPC; required off loopback (prefer IMC_RPC_TOKEN)", "TOKEN"),
 )
+_ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
 _NAMES = tuple(spec.name for spec in _SPECS)
 
 
@@ -324,7 +468,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TOML file with settings (or IMC_CONFIG)")
     for spec in _SPECS:
         flag = "--" + spec.name.replace("_", "-")
-        if spec.name == "sip_listen":
+        if spec.name in _ADDRESS_LISTS:
             parser.add_argument(flag, dest=spec.name, action="append", default=None,
                                 metavar=spec.metavar, help=spec.help)
         else:
@@ -363,7 +507,28 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
         raise SettingsError(
             f"members_table: must differ from rooms_table (both '{settings.rooms_table}')"
         )
+    _check_rpc(settings)
     return settings
+
+
+def _check_rpc(settings: Settings) -> None:
+    """HTTP off loopback needs a token; no two sockets may claim the same address."""
+    for address in settings.rpc_http:
+        if not address.loopback and settings.rpc_token is None:
+            raise SettingsError(
+                f"rpc_http: {address} is not a loopback address; set rpc_token "
+                "(IMC_RPC_TOKEN) so that HTTP clients must send a bearer token"
+            )
+    seen: dict[str, str] = {}
+    claims = [(str(listen), "sip_listen") for listen in settings.sip_listen]
+    for name in ("rpc_http", "rpc_dgram", "rpc_binrpc"):
+        claims.extend((str(address), name) for address in getattr(settings, name))
+    if settings.rpc_fifo:
+        claims.append((f"unix:{settings.rpc_fifo}", "rpc_fifo"))
+    for where, name in claims:
+        if where in seen:
+            raise SettingsError(f"{name}: {where} is also used by {seen[where]}")
+        seen[where] = name
 
 
 def _read_toml(path: str) -> dict[str, object]:
@@ -387,4 +552,6 @@ def _shown(name: str, value: object) -> str:
         value = ",".join(str(v) for v in value)
     if name == "db_url" and isinstance(value, str):
         value = redact(value)
+    if name == "rpc_token":
+        return "(hidden)"
     return repr(value)

@@ -9,6 +9,7 @@ import pytest
 
 from imc_sidecar.settings import (
     Listen,
+    RpcAddress,
     Settings,
     SettingsError,
     add_arguments,
@@ -235,3 +236,72 @@ def test_flags_default_to_none() -> None:
     args = vars(parser.parse_args([]))
     assert set(args) >= {"config", "db_url", "db_mode", "sip_listen", "imc_cmd_start_char"}
     assert all(value is None for value in args.values())
+
+
+# -- admin RPC -------------------------------------------------------------------------
+
+
+def test_rpc_defaults_are_loopback_and_clear_of_kamailio() -> None:
+    s = _load()
+    assert s.rpc_http == (RpcAddress("tcp", "127.0.0.1", 5092),)
+    assert s.rpc_dgram == (RpcAddress("udp", "127.0.0.1", 5093),)
+    assert s.rpc_binrpc == (RpcAddress("tcp", "127.0.0.1", 5094),)
+    assert (s.rpc_fifo, s.rpc_fifo_reply_dir, s.rpc_token) == (None, "/tmp", None)
+    addresses = (*s.rpc_http, *s.rpc_dgram, *s.rpc_binrpc)
+    assert all(a.loopback and a.port not in (5060, 5061) for a in addresses)
+    ports = [a.port for a in addresses] + [listen.port for listen in s.sip_listen]
+    assert len(set(ports)) == 4  # SIP's udp and tcp share 5090
+
+
+def test_rpc_address_forms() -> None:
+    s = _load(["--rpc-http", "[::1]:8000", "--rpc-http", "unix:/run/x/http.sock",
+               "--rpc-dgram", "udp:127.0.0.2, unix:/run/x/rpc.sock", "--rpc-binrpc", "::1",
+               "--rpc-fifo", "/run/x/rpc.fifo", "--rpc-fifo-reply-dir", "/var/tmp"])
+    assert s.rpc_http == (RpcAddress("tcp", "::1", 8000),
+                          RpcAddress("unix", path="/run/x/http.sock"))
+    assert s.rpc_dgram == (RpcAddress("udp", "127.0.0.2", 5093),
+                           RpcAddress("unix", path="/run/x/rpc.sock"))
+    assert s.rpc_binrpc == (RpcAddress("tcp", "::1", 5094),)
+    assert (s.rpc_fifo, s.rpc_fifo_reply_dir) == ("/run/x/rpc.fifo", "/var/tmp")
+    assert [str(a) for a in (*s.rpc_http, *s.rpc_dgram)] == [
+        "tcp:[::1]:8000", "unix:/run/x/http.sock", "udp:127.0.0.2:5093", "unix:/run/x/rpc.sock"
+    ]
+
+
+@pytest.mark.parametrize("off", ["", "off", "OFF"])
+def test_rpc_transports_can_be_disabled(off: str) -> None:
+    s = _load(env={"IMC_RPC_HTTP": off, "IMC_RPC_DGRAM": off, "IMC_RPC_BINRPC": off,
+                   "IMC_RPC_FIFO": off})
+    assert (s.rpc_http, s.rpc_dgram, s.rpc_binrpc, s.rpc_fifo) == ((), (), (), None)
+
+
+def test_rpc_http_off_loopback_needs_a_token() -> None:
+    message = _error(["--rpc-http", "0.0.0.0:5092"])
+    assert message.startswith("rpc_http: tcp:0.0.0.0:5092 is not a loopback address; set rpc_token")
+    assert "\n" not in message
+    assert "rpc_http:" in _error(["--rpc-http", "192.0.2.1:80"])
+    token = "0123456789abcdef"
+    s = _load(["--rpc-http", "0.0.0.0:5092"], {"IMC_RPC_TOKEN": token})
+    assert s.rpc_token == token
+    assert "rpc_token = (set)" in s.describe()
+    assert token not in repr(s)
+    # unauthenticated transports off loopback are allowed when asked for (logged at start)
+    assert not _load(["--rpc-dgram", "udp:0.0.0.0:5093"]).rpc_dgram[0].loopback
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["--rpc-dgram", "tcp:127.0.0.1:1"], "tcp is not possible here"),
+    (["--rpc-binrpc", "udp:127.0.0.1:1"], "udp is not possible here"),
+    (["--rpc-http", "127.0.0.1:99999"], "must look like tcp:127.0.0.1:5092"),
+    (["--rpc-http", "unix:"], "needs a socket path"),
+    (["--rpc-dgram", "udp:127.0.0.1:7,udp:127.0.0.1:7"], "listed twice"),
+    (["--rpc-binrpc", "127.0.0.1:5092"], "also used by rpc_http"),
+    (["--rpc-http", "127.0.0.1:5090"], "also used by sip_listen"),
+    (["--rpc-token", "short"], "at least 16"),
+    (["--rpc-token", "has a space in it!!"], "no spaces"),
+])
+def test_rpc_bad_values(argv: list[str], fragment: str) -> None:
+    message = _error(argv)
+    assert fragment in message
+    if "--rpc-token" in argv:  # the token is never echoed
+        assert argv[1] not in message
