@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Sequence
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,10 @@ from imc_sidecar.rpc.registry import (
     RpcReply,
     RpcStruct,
 )
+
+from .harness import Kamailio, find_kamailio, prepare_dbtext, sip_ping
+from .harness.kamailio import MODULES_DIR
+from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
 
 pytestmark = pytest.mark.e2e
 
@@ -248,8 +258,6 @@ async def test_rpc_subcommand_prints_what_kamcmd_prints(tcp_server: str) -> None
 
 
 async def run_cli(*args: str) -> str:
-    import sys
-
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -383,3 +391,269 @@ async def test_many_pipelined_requests_on_one_connection(tcp_server: str) -> Non
 async def test_concurrent_kamcmds(tcp_server: str) -> None:
     outs = await asyncio.gather(*(kamcmd(tcp_server, "t.rooms") for _ in range(20)))
     assert len(set(outs)) == 1
+
+
+# -- the sidecar and Kamailio 5.6 side by side -----------------------------------------
+#
+# Both load the same rooms at start (Kamailio from db_text files, the sidecar from
+# SQLite) into the same hash table, so kamcmd must print the same text for both.
+
+ROOMS = [  # (name, domain, flag), in id order
+    ("chat-1", "example.com", 0),
+    ("chat-2", "example.com", 1),  # private
+    ("chat-lobby", "example.com", 0),
+    ("chat-x", "other.org", 0),
+]
+MEMBERS = [  # (username, domain, room, flag); every room needs one (Kamailio's load quirk)
+    ("alice", "example.com", "sip:chat-1@example.com", 1),
+    ("bob", "example.com", "sip:chat-1@example.com", 0),
+    ("carol", "example.com", "sip:chat-1@example.com", 0),
+    ("dave", "example.com", "sip:chat-2@example.com", 1),
+    ("erin", "other.org", "sip:chat-2@example.com", 4),  # invited
+    ("frank", "example.com", "sip:chat-lobby@example.com", 1),
+    ("gina", "other.org", "sip:chat-x@other.org", 1),
+    ("hal", "other.org", "sip:chat-x@other.org", 2),
+]
+
+KAMAILIO_CFG = """#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+auto_aliases=no
+dns=no
+rev_dns=no
+disable_tcp=yes
+listen=udp:127.0.0.1:{sip_port}
+mpath="{modules}/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "kex.so"
+loadmodule "ctl.so"
+loadmodule "db_text.so"
+loadmodule "imc.so"
+modparam("ctl", "binrpc", "tcp:127.0.0.1:{ctl_port}")
+modparam("imc", "db_url", "text://{dbtext}")
+modparam("imc", "hash_size", 4)
+request_route {{
+	if (method == "OPTIONS") {{ sl_send_reply("200", "OK"); exit; }}
+	sl_send_reply("404", "Not Here");
+}}
+"""
+
+
+def _dbtext_field(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace(":", "\\:")
+
+
+def write_dbtext(directory: Path) -> None:
+    prepare_dbtext(directory)
+    with (directory / "imc_rooms").open("a") as rooms:
+        for number, row in enumerate(ROOMS, 1):
+            rooms.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
+    with (directory / "imc_members").open("a") as members:
+        for number, row in enumerate(MEMBERS, 1):
+            members.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
+
+
+def write_sqlite(url: str, path: Path) -> None:
+    created = subprocess.run(
+        [sys.executable, "-m", "imc_sidecar", "db", "create", "--db-url", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert created.returncode == 0, created.stderr
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany("INSERT INTO imc_rooms (name, domain, flag) VALUES (?, ?, ?)", ROOMS)
+        db.executemany(
+            "INSERT INTO imc_members (username, domain, room, flag) VALUES (?, ?, ?, ?)", MEMBERS
+        )
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
+@dataclass
+class Pair:
+    kamailio: str  # kamcmd -s addresses
+    sidecar: str
+    sidecar_http: str
+    sidecar_sip: tuple[str, int]
+    sidecar_process: SidecarProcess
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    find_kamailio()  # a missing Kamailio fails here, it does not skip
+    assert KAMCMD.exists(), f"{KAMCMD} is missing: install Debian's kamailio package"
+    base = tmp_path_factory.mktemp("binrpc-pair")
+    write_dbtext(base / "dbtext")
+    sip_port, ctl_port = free_port(), free_port()
+    kamailio = Kamailio(
+        KAMAILIO_CFG.format(
+            sip_port=sip_port, ctl_port=ctl_port, modules=MODULES_DIR, dbtext=base / "dbtext"
+        ),
+        base / "kamailio",
+        ("127.0.0.1", sip_port),
+        name="binrpc-reference",
+    )
+    url = sqlite_url(base)
+    write_sqlite(url, base / "imc.sqlite")
+    side_sip, binrpc_port, http_port, dgram_port = (free_port() for _ in range(4))
+    sidecar = SidecarProcess(
+        sidecar_args(
+            url,
+            side_sip,
+            f"--rpc-binrpc=tcp:127.0.0.1:{binrpc_port}",
+            f"--rpc-http=127.0.0.1:{http_port}",
+            f"--rpc-dgram=udp:127.0.0.1:{dgram_port}",
+        )
+    )
+    kamailio.start()
+    try:
+        sidecar.start()
+        try:
+            wait_for_port(binrpc_port)
+            yield Pair(
+                kamailio=f"tcp:127.0.0.1:{ctl_port}",
+                sidecar=f"tcp:127.0.0.1:{binrpc_port}",
+                sidecar_http=f"http://127.0.0.1:{http_port}/RPC",
+                sidecar_sip=("127.0.0.1", side_sip),
+                sidecar_process=sidecar,
+            )
+        finally:
+            sidecar.kill()
+    finally:
+        log = kamailio.stop()
+    assert "segfault" not in log
+
+
+def kamcmd_sync(address: str, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(
+        [str(KAMCMD), "-s", address, "--", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    return done.stdout
+
+
+SAME_TEXT = [
+    ("imc.list_rooms",),
+    ("imc.list_members", "sip:chat-1@example.com"),
+    ("imc.list_members", "sip:chat-2@example.com"),
+    ("imc.list_members", "sip:chat-x@other.org"),
+    ("imc.list_members", "sip:nope@x"),
+    ("imc.list_members",),  # No room name
+    ("imc.list_members", "12"),  # an INT where a string goes: No room name
+    ("imc.list_members", "s:"),  # Empty room name
+    ("imc.list_members", "bad"),  # Invalid room name
+    ("stats.get_statistics",),  # 400 Please provide which stats to retrieve
+    ("no.such.method",),
+]
+
+
+@pytest.mark.parametrize("command", SAME_TEXT, ids=" ".join)
+def test_same_kamcmd_text_as_kamailio(pair: Pair, command: tuple[str, ...]) -> None:
+    expected = kamcmd_sync(pair.kamailio, *command)
+    assert expected  # Kamailio answered something
+    assert kamcmd_sync(pair.sidecar, *command) == expected
+
+
+def test_list_members_has_no_count_over_binrpc(pair: Pair) -> None:
+    out = kamcmd_sync(pair.sidecar, "imc.list_members", "sip:chat-1@example.com")
+    assert out == (
+        "{\n\troom: sip:chat-1@example.com\n\tmembers: {\n"
+        "\t\tsip:alice@example.com\n\t\tsip:carol@example.com\n\t\tsip:bob@example.com\n"
+        "\t}\n}\n"
+    )
+
+
+def test_statistics_differ_only_in_active_rooms(pair: Pair) -> None:
+    # Kamailio never updates imc:active_rooms (always 0); the sidecar counts rooms, and
+    # adds counters of its own to the group after Kamailio's one.
+    assert kamcmd_sync(pair.kamailio, "stats.get_statistics", "imc:") == "imc:active_rooms = 0\n"
+    ours = kamcmd_sync(pair.sidecar, "stats.get_statistics", "imc:").splitlines()
+    assert ours[0] == f"imc:active_rooms = {len(ROOMS)}"
+    assert all(line.startswith("imc:") and " = " in line for line in ours)
+
+
+def test_interactive_session_matches_kamailio(pair: Pair) -> None:
+    lines = "".join(" ".join(command) + "\n" for command in SAME_TEXT)
+    expected = kamcmd_sync(pair.kamailio, stdin=lines + "quit\n")
+    assert expected.count("kamcmd> ") == len(SAME_TEXT) + 1
+    assert kamcmd_sync(pair.sidecar, stdin=lines + "quit\n") == expected
+
+
+def test_our_client_prints_what_kamcmd_prints(pair: Pair) -> None:
+    for command in SAME_TEXT:
+        for address in (pair.kamailio, pair.sidecar):
+            ours = run_cli_sync("rpc", "-s", address, *command)
+            assert ours == kamcmd_sync(address, *command), (address, command)
+
+
+def test_our_client_over_http_differs_only_where_json_rpc_does(pair: Pair) -> None:
+    # JSON-RPC carries list_members' `count` (ctl drops it) and words an unknown method
+    # "Method Not Found" (jsonrpcs); everything else prints the same.
+    for command in SAME_TEXT:
+        ours = run_cli_sync("rpc", "-s", pair.sidecar_http, *command)
+        expected = kamcmd_sync(pair.kamailio, *command)
+        if command[0] == "imc.list_members" and not expected.startswith("error"):
+            members = sum(1 for row in MEMBERS if row[2] == command[1])
+            expected = expected[: -len("}\n")] + f"\tcount: {members}\n}}\n"
+        if command[0] == "no.such.method":
+            expected = "error: 500 - Method Not Found\n"
+        assert ours == expected, command
+
+
+def run_cli_sync(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "imc_sidecar", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode in (0, 1), done.stderr
+    return done.stdout
+
+
+JUNK = [
+    b"\x00" * 64,
+    b"GET / HTTP/1.0\r\n\r\n",
+    bytes.fromhex("a1 0c 7f ff ff ff 07"),  # 2 GiB declared
+    bytes.fromhex("a1 00 02 08 10 01"),  # an int where the method name goes
+    bytes.fromhex("a1 00 07 09 21 6d 00 03 10 01 83"),  # a struct parameter
+    encode_request(5, "imc.list_rooms", [])[:-2],  # truncated, then EOF
+    bytes(range(256)) * 4,
+]
+
+
+def test_bad_input_leaves_the_sidecar_serving(pair: Pair) -> None:
+    host, port = pair.sidecar[4:].rsplit(":", 1)
+    for junk in JUNK:
+        with socket.create_connection((host, int(port)), 5) as sock:
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(5)
+            received = b""
+            while chunk := sock.recv(65536):  # the server closes every one of these
+                received += chunk
+        for _cookie, (kind, *_rest) in faults(received):
+            assert kind is PacketType.FAULT
+    assert pair.sidecar_process.process is not None
+    assert pair.sidecar_process.process.poll() is None
+    assert kamcmd_sync(pair.sidecar, "imc.list_rooms") == kamcmd_sync(
+        pair.kamailio, "imc.list_rooms"
+    )
+    assert sip_ping(pair.sidecar_sip, timeout=2) == "SIP/2.0 200 OK"
