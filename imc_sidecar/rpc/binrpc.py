@@ -1,9 +1,10 @@
 """The BINRPC listener: Kamailio's `ctl` module for kamcmd, over TCP or a unix stream socket.
 
 Like ctl, a connection carries any number of requests back to back (kamcmd's interactive
-mode keeps one open) and each reply echoes its request's cookie.  A packet that cannot be
-parsed gets a 400 "bad request: …" fault when its cookie could be read, then the
-connection is closed; a bad method or a method's fault leaves the connection usable.
+mode keeps one open) and each reply echoes its request's cookie.  A packet whose header or
+method name cannot be parsed gets a 400 "bad request…" fault when its cookie could be
+read, then the connection is closed; bad parameters, an unknown method or a method's
+fault leave the connection usable.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .binrpc_codec import (
     Packet,
     PacketReader,
     PacketType,
-    decode_request,
+    decode_method,
+    decode_params,
     encode_fault,
     encode_reply,
 )
@@ -81,9 +83,15 @@ def handle_packet(packet: Packet, registry: Registry, context: RpcContext) -> tu
     if packet.type is not PacketType.REQUEST:
         return encode_fault(cookie, 400, "bad request: corrupted packet"), True
     try:
-        method, params = decode_request(packet.body)
-    except BinrpcError as exc:
+        method, start = decode_method(packet.body)
+    except BinrpcError as exc:  # ctl closes the connection after these
         return encode_fault(cookie, 400, exc.fault_text), True
+    if registry.get(method) is None:  # ctl looks the name up before any parameter
+        return encode_fault(cookie, 500, f"command {method} not found"), False
+    try:
+        params = decode_params(packet.body, start)
+    except BinrpcError as exc:  # the packet's bounds are sound: the connection can go on
+        return encode_fault(cookie, 400, exc.fault_text), False
     try:
         reply = registry.call(context, method, params)
     except MethodNotFound:

@@ -3,7 +3,8 @@
 Packet: a header `0xA1 | type<<4 | (len_bytes-1)<<2 | (cookie_bytes-1)`, the body length
 and the cookie (both big-endian, 1-4 bytes), then the body: a flat run of records.
 A record starts with one byte `S | size(3 bits) | type(4 bits)`; S=0 means `size` is the
-value's length, S=1 means `size` bytes of length follow.  Structs and arrays are start and
+value's length, S=1 means `size` bytes of length follow (a DOUBLE, int64(value × 1000),
+has its byte count, up to 8, in the whole high nibble).  Structs and arrays are start and
 end markers (`03`…`83`, `04`…`84`) around their members; struct members are AVP records
 (a NUL-terminated name) each followed by one value.
 
@@ -31,6 +32,8 @@ __all__ = [
     "PacketType",
     "Struct",
     "Value",
+    "decode_method",
+    "decode_params",
     "decode_request",
     "decode_values",
     "double_fits",
@@ -413,8 +416,11 @@ def decode_values(body: bytes, *, max_depth: int = MAX_DEPTH) -> list[Value]:
     return top
 
 
-def decode_request(body: bytes) -> tuple[str, list[int | float | str]]:
-    """The method name and the scalar parameters of a request body."""
+def decode_method(body: bytes) -> tuple[str, int]:
+    """The method name of a request body, and where its parameters start.
+
+    Errors here read "bad request method: …", as in ctl.
+    """
     cursor = _Cursor(body)
     try:
         rtype, _flag, length = cursor.record()
@@ -422,19 +428,32 @@ def decode_request(body: bytes) -> tuple[str, list[int | float | str]]:
             raise BinrpcError(ErrorKind.TYPE, f"method record of type {rtype}")
         method = _scalar(cursor, rtype, length)
     except BinrpcError as exc:
-        exc.context = "bad request method"  # ctl's wording for this case
+        exc.context = "bad request method"
         raise
     assert isinstance(method, str)
+    return method, cursor.pos
+
+
+def decode_params(body: bytes, start: int) -> list[int | float | str]:
+    """The scalar parameters from `start` on (ctl's rpc_scan reads no structs either)."""
+    cursor = _Cursor(body)
+    cursor.pos = start
     params: list[int | float | str] = []
     while not cursor.at_end():
         at = cursor.pos
         rtype, _flag, length = cursor.record()
-        if rtype not in _SCALARS:  # ctl's rpc_scan cannot read structs either
+        if rtype not in _SCALARS:
             raise BinrpcError(ErrorKind.TYPE, f"parameter record of type {rtype} at {at}")
         if len(params) >= MAX_PARAMS:
             raise BinrpcError(ErrorKind.OVERFLOW, f"more than {MAX_PARAMS} parameters")
         params.append(_scalar(cursor, rtype, length))
-    return method, params
+    return params
+
+
+def decode_request(body: bytes) -> tuple[str, list[int | float | str]]:
+    """The method name and the scalar parameters of a request body."""
+    method, start = decode_method(body)
+    return method, decode_params(body, start)
 
 
 def to_plain(value: Value) -> object:

@@ -304,49 +304,62 @@ def faults(data: bytes) -> list[tuple[int, list[object]]]:
     return packets
 
 
-BAD_REQUEST = PacketType.FAULT
+
+def fault(cookie: int, code: int, text: str) -> tuple[int, list[object]]:
+    return (cookie, [PacketType.FAULT, code, text])
 
 
 @pytest.mark.parametrize(
-    ("data", "expected"),
+    ("data", "expected", "closes"),
     [
         # binary junk: no cookie to answer with, just closed
-        (b"\x00\x01\x02GET / HTTP/1.0\r\n\r\n", []),
+        (b"\x00\x01\x02GET / HTTP/1.0\r\n\r\n", [], True),
         # a reply sent to the server
-        (bytes.fromhex("a1 10 00 05"), [(5, [BAD_REQUEST, 400, "bad request: corrupted packet"])]),
+        (bytes.fromhex("a1 10 00 05"), [fault(5, 400, "bad request: corrupted packet")], True),
         # an unknown packet type, cookie readable
-        (bytes.fromhex("a1 20 00 06"), [(6, [BAD_REQUEST, 400, "bad request: corrupted packet"])]),
+        (bytes.fromhex("a1 20 00 06"), [fault(6, 400, "bad request: corrupted packet")], True),
         # a huge declared length
         (
             bytes.fromhex("a1 0c 7f ff ff ff 07"),
-            [(7, [BAD_REQUEST, 400, "bad request: buffer too small (overflow)"])],
+            [fault(7, 400, "bad request: buffer too small (overflow)")],
+            True,
         ),
-        # wrong record types
+        # an int where the method name goes
         (
             bytes.fromhex("a1 00 02 08 10 01"),
-            [(8, [BAD_REQUEST, 400, "bad request method: record doesn't match type"])],
-        ),
-        (
-            bytes.fromhex("a1 00 07 09 21 6d 00 03 10 01 83"),
-            [(9, [BAD_REQUEST, 400, "bad request: record doesn't match type"])],
-        ),
-        # a record longer than the body
-        (
-            bytes.fromhex("a1 00 05 0a 21 6d 00 b1 7f"),
-            [(10, [BAD_REQUEST, 400, "bad request: more data needed"])],
+            [fault(8, 400, "bad request method: record doesn't match type")],
+            True,
         ),
         # an empty body
         (
             bytes.fromhex("a1 00 00 0b"),
-            [(11, [BAD_REQUEST, 400, "bad request method: end of packet encountered"])],
+            [fault(11, 400, "bad request method: end of packet encountered")],
+            True,
+        ),
+        # bad parameters: the packet's bounds are sound, the connection goes on
+        (
+            bytes.fromhex("a1 00 0c 09 71 74 2e 65 63 68 6f 00 03 10 01 83"),
+            [fault(9, 400, "bad request: record doesn't match type")],
+            False,
+        ),
+        (
+            bytes.fromhex("a1 00 0a 0a 71 74 2e 65 63 68 6f 00 b1 7f"),
+            [fault(10, 400, "bad request: more data needed")],
+            False,
+        ),
+        # an unknown method is looked up before its (junk) parameters, as in ctl
+        (
+            bytes.fromhex("a1 00 05 0c 21 6d 00 03 10"),
+            [fault(12, 500, "command m not found")],
+            False,
         ),
     ],
 )
 async def test_bad_input_gets_a_fault_or_a_close(
-    tcp_server: str, data: bytes, expected: Sequence[object]
+    tcp_server: str, data: bytes, expected: Sequence[object], closes: bool
 ) -> None:
-    received, closed = await exchange(tcp_server, data)
-    assert closed
+    received, closed = await exchange(tcp_server, data, read_timeout=0.5)
+    assert closed is closes
     assert faults(received) == expected
     assert await kamcmd(tcp_server, "t.rooms")  # still serving
 
@@ -385,6 +398,61 @@ async def test_many_pipelined_requests_on_one_connection(tcp_server: str) -> Non
             assert decode_values(packet.body) == [packet.cookie, "x" * 100]
             cookies.append(packet.cookie)
     assert cookies == list(range(2000))
+    writer.close()
+
+
+async def test_idle_connections_are_closed(
+    tcp_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(binrpc, "IDLE_TIMEOUT", 0.3)
+    host, port = tcp_server[4:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # closed by the server
+    writer.close()
+
+
+async def test_connection_limit(tcp_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binrpc, "MAX_CONNECTIONS", 2)
+    host, port = tcp_server[4:].rsplit(":", 1)
+    held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    assert await asyncio.wait_for(reader.read(), 3) == b""  # the third is turned away
+    writer.close()
+    for _reader, held_writer in held:
+        held_writer.close()
+    await asyncio.sleep(0.1)
+    assert await kamcmd(tcp_server, "t.empty") == ""  # slots are given back
+
+
+async def test_a_client_that_does_not_read_is_not_buffered_without_bound(
+    tcp_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    connections: list[binrpc._Connection] = []
+    original = binrpc._Connection.connection_made
+
+    def keep(self: binrpc._Connection, transport: asyncio.BaseTransport) -> None:
+        connections.append(self)
+        original(self, transport)
+
+    monkeypatch.setattr(binrpc._Connection, "connection_made", keep)
+    host, port = tcp_server[4:].rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    count = 300  # 100 KB replies each: 30 MB if the server buffered them all
+    writer.write(b"".join(encode_request(n, "t.big", []) for n in range(count)))
+    await writer.drain()
+    await asyncio.sleep(0.5)
+    (connection,) = connections
+    transport = connection._transport
+    assert transport is not None and connection._paused
+    assert transport.get_write_buffer_size() < 2 * 1024 * 1024
+    packets = PacketReader(max_body=1 << 20)
+    cookies: list[int] = []
+    while len(cookies) < count:
+        packets.feed(await asyncio.wait_for(reader.read(1 << 20), 5))
+        while (packet := packets.next_packet()) is not None:
+            cookies.append(packet.cookie)
+    assert cookies == list(range(count))
     writer.close()
 
 
