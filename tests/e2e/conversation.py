@@ -27,6 +27,7 @@ phone answers every MESSAGE with 404) and ``ghost`` (never registers: 404 from
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
@@ -526,6 +527,7 @@ class Transcript:
     phase: Phase
     results: list[StepResult] = field(default_factory=list)
     logs: str = ""
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
 
     def by_id(self) -> Mapping[str, StepResult]:
         return {r.step.id: r for r in self.results}
@@ -581,6 +583,20 @@ def sidecar_binary() -> Path:
     return path
 
 
+@functools.cache
+def _sidecar_rpc_options() -> tuple[str, ...]:
+    """The ``--rpc-*`` listener options this imc-sidecar has (each accepts ``off``)."""
+    help_text = subprocess.run(
+        [str(sidecar_binary()), "serve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    wanted = ("--rpc-http", "--rpc-dgram", "--rpc-binrpc")
+    return tuple(opt for opt in wanted if opt in help_text)
+
+
 class SidecarServer:
     """``imc-sidecar serve`` as a subprocess; ready when it logs ``listening on ...``."""
 
@@ -590,6 +606,7 @@ class SidecarServer:
         self.args = list(args)
         self.log_path = workdir / "sidecar.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self.returncode: int | None = None
 
     def start(self, timeout: float = 15.0) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -632,6 +649,7 @@ class SidecarServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=5)
+        self.returncode = proc.returncode
         return proc.returncode
 
     def log(self) -> str:
@@ -690,6 +708,8 @@ def sidecar_system(workdir: Path, phase: Phase) -> Iterator[System]:
     ]  # fmt: skip
     if phase.extra_hdrs:
         args += ["--extra-hdrs", phase.extra_hdrs.replace("\r", "\\r").replace("\n", "\\n")]
+    # no admin RPC listeners: their default ports (5092-5094) are not ours to take
+    args += [arg for opt in _sidecar_rpc_options() for arg in (opt, "off")]
     sidecar = SidecarServer(workdir / "sidecar", sidecar_addr, args)
     agents = _agents(workdir, front.address, phase.users)
     sidecar.start()
@@ -715,4 +735,8 @@ def record(
         transcript = Transcript(system.name, phase)
         transcript.results = run_conversation(system.agents, phase)
         transcript.logs = system.logs()
+    # the processes are stopped now (SIGTERM): a clean stop exits with 0
+    transcript.exit_codes[system.kamailio.name] = system.kamailio.returncode
+    if system.sidecar is not None:
+        transcript.exit_codes["imc-sidecar"] = system.sidecar.returncode
     return transcript

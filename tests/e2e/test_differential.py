@@ -246,8 +246,11 @@ def test_sidecar_matches_kamailio_imc(phase: Phase, tmp_path: Path) -> None:
     sidecar = record(sidecar_system, tmp_path / "sidecar", phase)
     side_file = _save(sidecar, tmp_path)
     differences = compare(reference, sidecar)
+    for name, code in {**reference.exit_codes, **sidecar.exit_codes}.items():
+        if code != 0:
+            differences.append(f"{name} exited with {code} after SIGTERM")
     assert not differences, (
-        f"{len(differences)} of {len(phase.steps)} steps differ "
+        f"{len(differences)} differences over {len(phase.steps)} steps "
         f"(transcripts: {ref_file}, {side_file}):\n\n" + "\n\n".join(differences)
     )
 

@@ -146,6 +146,12 @@ def test_variant_conversation_matches_the_documentation(variant_run: Transcript)
     assert not problems, "\n".join(problems) + "\n\n" + variant_run.text()
 
 
+def test_reference_stops_cleanly(main_run: Transcript, variant_run: Transcript) -> None:
+    """SIGTERM ends Kamailio with 0 (db_text supports the shutdown save, unlike sqlite)."""
+    assert main_run.exit_codes == {"imc-reference": 0}, main_run.logs
+    assert variant_run.exit_codes == {"imc-reference": 0}, variant_run.logs
+
+
 def test_variant_extra_headers(variant_run: Transcript) -> None:
     """extra_hdrs is on every notice; the invite-failure notice carries nothing else."""
     extra = (("X-Imc-Test", "variant"),)
