@@ -34,6 +34,9 @@ _FIFO_MODE = 0o660  # jsonrpcs' fifo_mode default
 _MAX_PATH = 127  # jsonrpcs' reply path buffer
 _OPEN_WAIT = 1.0  # seconds a client may take to open its reply FIFO
 _WRITE_WAIT = 5.0  # seconds a slow reader may take to drain a reply
+# An unfinished request idle this long is dropped: unbalanced junk would otherwise
+# swallow every later request (clients write a request in one go).
+_IDLE_RESET = 1.0
 
 
 class DocumentFramer:
@@ -50,6 +53,16 @@ class DocumentFramer:
         self._in_string = False
         self._escaped = False
         self._skipping = False
+
+    @property
+    def pending(self) -> bool:
+        """Part of a document (or noise) is waiting for more bytes."""
+        return bool(self._buffer) or self._depth > 0 or self._in_string or self._skipping
+
+    def reset(self) -> None:
+        self._buffer.clear()
+        self._depth = 0
+        self._in_string = self._escaped = self._skipping = False
 
     def feed(self, data: bytes) -> list[bytes]:
         documents: list[bytes] = []
@@ -112,6 +125,7 @@ class FifoServer:
         self._read_fd: int | None = None
         self._keep_fd: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         if not os.path.isdir(self.reply_dir):
@@ -129,6 +143,8 @@ class FifoServer:
         asyncio.get_running_loop().add_reader(self._read_fd, self._readable)
 
     async def close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
         if self._read_fd is not None:
             asyncio.get_running_loop().remove_reader(self._read_fd)
         for fd in (self._read_fd, self._keep_fd):
@@ -149,10 +165,21 @@ class FifoServer:
             data = os.read(self._read_fd, 65536)
         except (BlockingIOError, InterruptedError):
             return
+        loop = asyncio.get_running_loop()
         for document in self._framer.feed(data):
-            task = asyncio.get_running_loop().create_task(self._answer(document))
+            task = loop.create_task(self._answer(document))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = loop.call_later(_IDLE_RESET, self._drop_partial) if (
+            self._framer.pending
+        ) else None
+
+    def _drop_partial(self) -> None:
+        self._idle = None
+        log.warning("rpc fifo: incomplete request dropped after %.0f s", _IDLE_RESET)
+        self._framer.reset()
 
     async def _answer(self, document: bytes) -> None:
         name = string_member(document, "reply_name")

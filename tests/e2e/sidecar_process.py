@@ -96,6 +96,13 @@ class SidecarProcess:
 
 
 def sidecar_args(db_url: str, port: int, *extra: str) -> list[str]:
+    # The admin RPC defaults are fixed ports (5092-5094): tests running side by side
+    # would collide, so a transport is off unless the test names its address.
+    rpc_off = [
+        f"--{name}=off"
+        for name in ("rpc-http", "rpc-dgram", "rpc-binrpc")
+        if not any(arg.startswith(f"--{name}") for arg in extra)
+    ]
     return [
         "--db-url",
         db_url,
@@ -103,6 +110,7 @@ def sidecar_args(db_url: str, port: int, *extra: str) -> list[str]:
         f"udp:127.0.0.1:{port}",
         "--sip-listen",
         f"tcp:127.0.0.1:{port}",
+        *rpc_off,
         *extra,
     ]
 
