@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import sqlite3
 import subprocess
@@ -483,6 +484,8 @@ MEMBERS = [  # (username, domain, room, flag); every room needs one (Kamailio's 
     ("hal", "other.org", "sip:chat-x@other.org", 2),
 ]
 
+TOKEN = "s3cret-token-for-the-e2e-tests"
+
 KAMAILIO_CFG = """#!KAMAILIO
 debug=2
 log_stderror=yes
@@ -553,6 +556,8 @@ class Pair:
     kamailio: str  # kamcmd -s addresses
     sidecar: str
     sidecar_http: str
+    sidecar_dgram: str
+    sidecar_unix: str
     sidecar_sip: tuple[str, int]
     sidecar_process: SidecarProcess
 
@@ -575,14 +580,16 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     url = sqlite_url(base)
     write_sqlite(url, base / "imc.sqlite")
     side_sip, binrpc_port, http_port, dgram_port = (free_port() for _ in range(4))
+    unix_path = base / "ctl.sock"
     sidecar = SidecarProcess(
         sidecar_args(
             url,
             side_sip,
-            f"--rpc-binrpc=tcp:127.0.0.1:{binrpc_port}",
+            f"--rpc-binrpc=tcp:127.0.0.1:{binrpc_port},unix:{unix_path}",
             f"--rpc-http=127.0.0.1:{http_port}",
             f"--rpc-dgram=udp:127.0.0.1:{dgram_port}",
-        )
+        ),
+        env={"IMC_RPC_TOKEN": TOKEN},
     )
     kamailio.start()
     try:
@@ -593,6 +600,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
                 kamailio=f"tcp:127.0.0.1:{ctl_port}",
                 sidecar=f"tcp:127.0.0.1:{binrpc_port}",
                 sidecar_http=f"http://127.0.0.1:{http_port}/RPC",
+                sidecar_dgram=f"udp:127.0.0.1:{dgram_port}",
+                sidecar_unix=f"unix:{unix_path}",
                 sidecar_sip=("127.0.0.1", side_sip),
                 sidecar_process=sidecar,
             )
@@ -670,11 +679,15 @@ def test_our_client_prints_what_kamcmd_prints(pair: Pair) -> None:
             assert ours == kamcmd_sync(address, *command), (address, command)
 
 
-def test_our_client_over_http_differs_only_where_json_rpc_does(pair: Pair) -> None:
+@pytest.mark.parametrize("transport", ["http", "udp"])
+def test_our_client_over_json_rpc_differs_only_where_json_rpc_does(
+    pair: Pair, transport: str
+) -> None:
     # JSON-RPC carries list_members' `count` (ctl drops it) and words an unknown method
     # "Method Not Found" (jsonrpcs); everything else prints the same.
+    address = pair.sidecar_http if transport == "http" else pair.sidecar_dgram
     for command in SAME_TEXT:
-        ours = run_cli_sync("rpc", "-s", pair.sidecar_http, *command)
+        ours = run_cli_sync("rpc", "-s", address, "--token", TOKEN, *command)
         expected = kamcmd_sync(pair.kamailio, *command)
         if command[0] == "imc.list_members" and not expected.startswith("error"):
             members = sum(1 for row in MEMBERS if row[2] == command[1])
@@ -682,6 +695,24 @@ def test_our_client_over_http_differs_only_where_json_rpc_does(pair: Pair) -> No
         if command[0] == "no.such.method":
             expected = "error: 500 - Method Not Found\n"
         assert ours == expected, command
+
+
+def test_http_without_the_token_is_refused(pair: Pair) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "imc_sidecar", "rpc", "-s", pair.sidecar_http, "imc.list_rooms"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "IMC_RPC_TOKEN"},
+    )
+    assert done.returncode == 3 and done.stdout == ""
+    assert "HTTP 401" in done.stderr
+
+
+def test_unix_socket_of_the_sidecar(pair: Pair) -> None:
+    for command in SAME_TEXT:
+        assert kamcmd_sync(pair.sidecar_unix, *command) == kamcmd_sync(pair.sidecar, *command)
 
 
 def run_cli_sync(*args: str) -> str:
