@@ -151,9 +151,11 @@ class Sidecar:
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
         self.stats.received_messages += 1
-        if self._resync is not None:
+        if self._resync is not None or self._stopping:
+            # Nothing may act on state that is being replaced or is about to be closed.
+            reason = "Shutting down" if self._stopping else "Reloading state, retry"
             assert self.endpoint is not None
-            self.endpoint.reply(event.handle, 503, "Reloading state, retry", self._now())
+            self.endpoint.reply(event.handle, 503, reason, self._now())
             return
         chat = ChatRequest(
             request_uri=request.uri,
