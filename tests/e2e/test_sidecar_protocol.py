@@ -215,3 +215,27 @@ def test_db_create_makes_kamailio_tables(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "imc.sqlite") as db:
         versions = dict(db.execute("select table_name, table_version from version"))
     assert versions["imc_rooms"] == 1 and versions["imc_members"] == 1
+
+
+def test_stop_waits_for_outstanding_messages_and_refuses_new_ones(
+    tmp_path: Path, probe: UdpProbe
+) -> None:
+    """SIGTERM: writes finish, unanswered notices get a grace period, new MESSAGEs get 503."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent_proxy:
+        silent_proxy.bind(("127.0.0.1", 0))  # receives notices, never answers
+        host, proxy_port = silent_proxy.getsockname()
+        port = free_port()
+        process = SidecarProcess(
+            sidecar_args(sqlite_url(tmp_path), port, "--outbound-proxy", f"sip:{host}:{proxy_port}")
+        ).start()
+        target = ("127.0.0.1", port)
+        probe.sock.sendto(message("sip:chat-s@example.org", "#create"), target)
+        assert status_line(probe.receive()) == "SIP/2.0 200 OK"
+        assert process.process is not None
+        process.process.send_signal(15)
+        process.wait_for_line("stopping")
+        probe.sock.sendto(message("sip:chat-s@example.org", "hello"), target)
+        assert status_line(probe.receive()) == "SIP/2.0 503 Shutting down"
+        assert process.process.wait(15) == 0
+    with sqlite3.connect(tmp_path / "imc.sqlite") as db:
+        assert db.execute("select name, flag from imc_rooms").fetchall() == [("chat-s", 0)]
