@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -33,8 +32,9 @@ from imc_sidecar.rpc.registry import (
     RpcStruct,
 )
 
-from .harness import Kamailio, find_kamailio, prepare_dbtext, sip_ping
+from .harness import Kamailio, find_kamailio, sip_ping
 from .harness.kamailio import MODULES_DIR
+from .harness.seed import write_dbtext, write_sqlite
 from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
 
 pytestmark = pytest.mark.e2e
@@ -512,36 +512,6 @@ request_route {{
 """
 
 
-def _dbtext_field(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace(":", "\\:")
-
-
-def write_dbtext(directory: Path) -> None:
-    prepare_dbtext(directory)
-    with (directory / "imc_rooms").open("a") as rooms:
-        for number, row in enumerate(ROOMS, 1):
-            rooms.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
-    with (directory / "imc_members").open("a") as members:
-        for number, row in enumerate(MEMBERS, 1):
-            members.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
-
-
-def write_sqlite(url: str, path: Path) -> None:
-    created = subprocess.run(
-        [sys.executable, "-m", "imc_sidecar", "db", "create", "--db-url", url],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.executemany("INSERT INTO imc_rooms (name, domain, flag) VALUES (?, ?, ?)", ROOMS)
-        db.executemany(
-            "INSERT INTO imc_members (username, domain, room, flag) VALUES (?, ?, ?, ?)", MEMBERS
-        )
-
-
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -567,7 +537,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     find_kamailio()  # a missing Kamailio fails here, it does not skip
     assert KAMCMD.exists(), f"{KAMCMD} is missing: install Debian's kamailio package"
     base = tmp_path_factory.mktemp("binrpc-pair")
-    write_dbtext(base / "dbtext")
+    write_dbtext(base / "dbtext", ROOMS, MEMBERS)
     sip_port, ctl_port = free_port(), free_port()
     kamailio = Kamailio(
         KAMAILIO_CFG.format(
@@ -578,7 +548,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         name="binrpc-reference",
     )
     url = sqlite_url(base)
-    write_sqlite(url, base / "imc.sqlite")
+    write_sqlite(url, base / "imc.sqlite", ROOMS, MEMBERS)
     side_sip, binrpc_port, http_port, dgram_port = (free_port() for _ in range(4))
     unix_path = base / "ctl.sock"
     sidecar = SidecarProcess(

@@ -17,7 +17,6 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Kamailio, find_kamailio, prepare_dbtext, sip_ping
+from .harness import Kamailio, find_kamailio, sip_ping
 from .harness.kamailio import MODULES_DIR
+from .harness.seed import write_dbtext, write_sqlite
 from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
 from .sip_answerer import Answerer
 from .sip_probe import UdpProbe, message, status_line
@@ -101,33 +101,6 @@ CURL = shutil.which("curl") or "/usr/bin/curl"
 # -- the pair ---------------------------------------------------------------------------
 
 
-def _dbtext_field(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace(":", "\\:")
-
-
-def _write_dbtext(directory: Path) -> None:
-    prepare_dbtext(directory)
-    with (directory / "imc_rooms").open("a") as rooms:
-        for number, row in enumerate(ROOMS, 1):
-            rooms.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
-    with (directory / "imc_members").open("a") as members:
-        for number, row in enumerate(MEMBERS, 1):
-            members.write(":".join(map(_dbtext_field, (number, *row))) + "\n")
-
-
-def _write_sqlite(url: str, path: Path) -> None:
-    created = subprocess.run(
-        [sys.executable, "-m", "imc_sidecar", "db", "create", "--db-url", url],
-        capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert created.returncode == 0, created.stderr
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.executemany("INSERT INTO imc_rooms (name, domain, flag) VALUES (?, ?, ?)", ROOMS)
-        db.executemany(
-            "INSERT INTO imc_members (username, domain, room, flag) VALUES (?, ?, ?, ?)", MEMBERS
-        )
-
-
 @dataclass
 class Server:
     http: str  # URL of /RPC
@@ -150,7 +123,7 @@ class Pair:
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     find_kamailio()  # a missing Kamailio fails here, it does not skip
     base = tmp_path_factory.mktemp("json")
-    _write_dbtext(base / "dbtext")
+    write_dbtext(base / "dbtext", ROOMS, MEMBERS)
     k_sip, k_http = free_port(), free_port()
     kamailio = Kamailio(
         KAMAILIO_CFG.format(
@@ -160,7 +133,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         base / "kamailio", ("127.0.0.1", k_sip), name="jsonrpcs-reference",
     )
     url = sqlite_url(base)
-    _write_sqlite(url, base / "imc.sqlite")
+    write_sqlite(url, base / "imc.sqlite", ROOMS, MEMBERS)
     s_sip, s_http, s_udp = free_port(), free_port(), free_port()
     answerer = Answerer("404 Not Found")  # every MESSAGE the sidecar sends fails
     process = SidecarProcess(sidecar_args(
