@@ -1,0 +1,292 @@
+"""``bench/run``: every system started here, the same load at each arm, one report.
+
+Comparisons (arm A is Kamailio 5.6 imc, arm B the sidecar; same shapes, same senders,
+same receivers, in the same run):
+
+* ``engine``     -- members addressed directly (``sip:user@127.1.R.M``); A: Kamailio + imc,
+  no registrar, no outbound proxy; B: the sidecar, no outbound proxy.
+* ``deployment`` -- members REGISTER; A: Kamailio as registrar + imc with outbound_proxy
+  to itself; B: ``kamailio-snippets/sidecar-front.cfg`` in front of the sidecar, whose
+  outbound_proxy is that front.
+
+Before them, ``generator`` measures the load generator alone (sipp straight to the
+member sockets), which bounds what the box can show; after them the scale figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .layout import DOMAIN, SHAPES, Pool, Shape, db_rows, direct_plan, room_plan
+from .report import machine_facts, render_markdown, targets
+from .runner import ArmResult, ReceiverPool, Runner, Settings, run_arm
+from .scale import run_scale
+from .systems import FrontAndSidecar, KamailioImc, Sidecar
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "bench" / "results"
+
+# Where the search starts, in deliveries/s (arm B starts at arm A's edge).
+START = {"engine": 6000.0, "deployment": 3000.0, "generator": 12000.0}
+QUICK_RATE = 200.0  # messages/s in --quick
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/run",
+        description="Benchmark imc_sidecar against Kamailio 5.6 imc, side by side.",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: one shape, one low rate, a few seconds per arm",
+    )
+    p.add_argument("--scale", action="store_true", help="only the scale figures")
+    p.add_argument("--no-scale", action="store_true", help="skip the scale figures")
+    p.add_argument(
+        "--no-generator", action="store_true", help="skip measuring the load generator alone"
+    )
+    p.add_argument(
+        "--comparisons", default="engine,deployment", help="engine,deployment (default both)"
+    )
+    p.add_argument(
+        "--shapes",
+        default=",".join(s.name for s in SHAPES),
+        help="ROOMSxMEMBERS list (default 10x10,1x100,100x5)",
+    )
+    p.add_argument("--duration", type=float, help="seconds per open-loop step (default 4)")
+    p.add_argument(
+        "--window",
+        type=int,
+        default=10,
+        help="messages outstanding in the closed-loop run (default 10)",
+    )
+    p.add_argument(
+        "--receiver-processes",
+        type=int,
+        default=2,
+        help="processes serving the member sockets (default 2)",
+    )
+    p.add_argument(
+        "--python-receivers",
+        action="store_true",
+        help="use bench/receivers.py even when bench/receiver.c can be compiled",
+    )
+    p.add_argument("--children", type=int, default=2, help="Kamailio UDP workers (default 2)")
+    p.add_argument("--shm-mb", type=int, default=4096, help="Kamailio shared memory, MB")
+    p.add_argument(
+        "--scale-rooms",
+        default="0,10000,50000,100000",
+        help="room counts (10 members each) for the scale figures",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="directory for the .md and .json (default "
+        "bench/results; --quick writes quick.*, --scale scale.*, else latest.*)",
+    )
+    p.add_argument("--workdir", type=Path, help="keep logs and cfgs here (default: temp)")
+    return p.parse_args(argv)  # fmt: skip
+
+
+def _ratio(b: float | None, a: float | None) -> float | None:
+    if a is None or b is None or a == 0:
+        return None
+    return round(b / a, 2)
+
+
+def engine_cpu(step: Any, system: str) -> float | None:
+    """CPU µs per delivery of the system under test (not receivers, not sipp)."""
+    if step is None:
+        return None
+    groups = ("kamailio",) if system == "kamailio" else ("front", "sidecar")
+    values = [step.cpu_us_per_delivery.get(g) for g in groups]
+    present = [v for v in values if v is not None]
+    return round(sum(present), 1) if present else None
+
+
+def ratios(a: ArmResult, b: ArmResult) -> dict[str, float | None]:
+    a_edge, b_first = a.edge_step, b.first_step
+    return {
+        "edge_deliveries_per_s": _ratio(b.edge_deliveries_per_s, a.edge_deliveries_per_s),
+        "closed_loop_deliveries_per_s": _ratio(
+            b.closed.deliveries_per_s if b.closed else None,
+            a.closed.deliveries_per_s if a.closed else None,
+        ),
+        "cpu_us_per_delivery_at_edge": _ratio(
+            engine_cpu(b.edge_step, b.system), engine_cpu(a_edge, a.system)
+        ),
+        "p99_at_a_edge": _ratio(
+            b_first.p99_ms if b_first else None, a_edge.p99_ms if a_edge else None
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.time()
+    command = "bench/run " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = command.strip()
+    out_dir: Path = args.out or RESULTS
+    stem = "quick" if args.quick else "scale" if args.scale else "latest"
+    shapes = [Shape.parse(s) for s in args.shapes.split(",") if s]
+    comparisons = [c for c in args.comparisons.split(",") if c]
+    for c in comparisons:
+        if c not in ("engine", "deployment"):
+            raise SystemExit(f"bench/run: unknown comparison {c!r}")
+    settings = Settings(window=args.window)
+    if args.quick:
+        shapes = shapes[:1]
+        settings = Settings(
+            duration=args.duration or 2.0,
+            closed_duration=1.0,
+            window=args.window,
+            refinements=0,
+            confirm=False,
+            max_steps=1,
+        )
+    elif args.duration:
+        settings.duration = args.duration
+        settings.closed_duration = args.duration
+
+    temp = None
+    if args.workdir:
+        workdir = args.workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+    else:
+        temp = tempfile.mkdtemp(prefix="imc-bench-")
+        workdir = Path(temp)
+    print(f"bench: work directory {workdir}", flush=True)
+
+    report: dict[str, Any] = {
+        "command": command,
+        "mode": stem,
+        "machine": machine_facts(),
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(began)),
+        "settings": {
+            **settings.__dict__,
+            "receiver_processes": args.receiver_processes,
+            "kamailio_children": args.children,
+            "kamailio_shm_mb": args.shm_mb,
+            "shapes": [s.name for s in shapes],
+        },
+        "generator": None,
+        "comparisons": {},
+        "scale": None,
+    }
+    try:
+        if not args.scale:
+            run_comparisons(args, report, workdir, shapes, comparisons, settings)
+        if args.scale or (not args.no_scale and not args.quick):
+            print("scale figures", flush=True)
+            sizes = [int(x) for x in args.scale_rooms.split(",") if x]
+            report["scale"] = run_scale(workdir / "scale", sizes).to_json()
+        elif args.quick and not args.no_scale:
+            print("scale figures (quick: 0 and 1000 rooms)", flush=True)
+            report["scale"] = run_scale(workdir / "scale", [0, 1000], repeats=2).to_json()
+    finally:
+        report["duration_s"] = round(time.time() - began, 1)
+        report["targets"] = targets(report)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+        markdown = render_markdown(report)
+        (out_dir / f"{stem}.md").write_text(markdown)
+        print(markdown, flush=True)
+        print(f"bench: wrote {out_dir / (stem + '.md')} and {stem}.json", flush=True)
+        if temp and os.environ.get("BENCH_KEEP_WORKDIR") != "1":
+            shutil.rmtree(temp, ignore_errors=True)
+    return 0
+
+
+def run_comparisons(
+    args: argparse.Namespace,
+    report: dict[str, Any],
+    workdir: Path,
+    shapes: list[Shape],
+    comparisons: list[str],
+    settings: Settings,
+) -> None:
+    pool = Pool(list(shapes) if args.quick else list(SHAPES) + list(shapes))
+    receivers = ReceiverPool(
+        workdir / "receivers", pool, args.receiver_processes, python=args.python_receivers
+    )
+    receivers.start()
+    report["settings"]["receivers"] = receivers.kind
+    report["settings"]["member_sockets"] = len(pool.members)
+    runner = Runner(workdir, receivers, settings)
+    try:
+        if not args.no_generator:
+            gshape = shapes[0]
+            print(f"generator alone (sipp -> member sockets, {gshape.name} members)", flush=True)
+            start = QUICK_RATE * gshape.fanout if args.quick else START["generator"]
+            result = ArmResult("generator", "-", "sipp+receivers", gshape.name, 1)
+            run_arm(
+                runner,
+                result,
+                None,
+                direct_plan(pool, gshape),
+                gshape,
+                start,
+                domain=DOMAIN,
+                closed_loop=False,
+                direct=True,
+            )
+            report["generator"] = result.to_json()
+        for comparison in comparisons:
+            deployment = comparison == "deployment"
+            report["comparisons"][comparison] = {}
+            for shape in shapes:
+                print(f"{comparison} comparison, {shape.name}", flush=True)
+                plan = room_plan(pool, shape, deployment=deployment)
+                rooms, members = db_rows(pool, shape, deployment=deployment)
+                base = workdir / comparison / shape.name
+                a_sys = KamailioImc(
+                    base / "A",
+                    "deploy" if deployment else "engine",
+                    rooms,
+                    members,
+                    children=args.children,
+                    shm_mb=args.shm_mb,
+                )
+                start = QUICK_RATE if args.quick else START[comparison] / shape.fanout
+                a = run_arm(
+                    runner,
+                    ArmResult(comparison, "A", "kamailio", shape.name, shape.fanout),
+                    a_sys,
+                    plan,
+                    shape,
+                    start,
+                    domain=DOMAIN,
+                )
+                b_sys: FrontAndSidecar | Sidecar
+                if deployment:
+                    b_sys = FrontAndSidecar(
+                        base / "B", rooms, members, children=args.children, shm_mb=args.shm_mb
+                    )
+                else:
+                    b_sys = Sidecar(base / "B", rooms, members)
+                b_start = a.edge_rate if (a.edge_rate and not args.quick) else start
+                b = run_arm(
+                    runner,
+                    ArmResult(comparison, "B", "sidecar", shape.name, shape.fanout),
+                    b_sys,
+                    plan,
+                    shape,
+                    b_start,
+                    domain=DOMAIN,
+                )
+                report["comparisons"][comparison][shape.name] = {
+                    "A": a.to_json(),
+                    "B": b.to_json(),
+                    "ratios": ratios(a, b),
+                }
+    finally:
+        receivers.stop()

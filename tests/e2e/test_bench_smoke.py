@@ -1,0 +1,92 @@
+"""Smoke test of the benchmark tool: ``bench/run --quick`` runs and reports both arms.
+
+It starts Kamailio 5.6 imc, the sidecar, the front Kamailio, sipp and the member
+endpoints (UDP sockets on 127.1.R.M:5060) exactly as the full benchmark does, at one low
+rate for a few seconds.  Nothing about speed is asserted: only that the tool worked, that
+every arm delivered cleanly at that rate, and that the Markdown and JSON are well formed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(150)
+def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=140,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "quick.json").read_text())
+    markdown = (out / "quick.md").read_text()
+
+    assert report["mode"] == "quick"
+    for key in ("cpu_model", "cores", "kernel", "python", "kamailio", "sipp"):
+        assert report["machine"][key], key
+    assert "5.6" in report["machine"]["kamailio"]
+
+    assert set(report["comparisons"]) == {"engine", "deployment"}
+    for name, comparison in report["comparisons"].items():
+        assert list(comparison) == ["10x10"], name
+        pair = comparison["10x10"]
+        assert set(pair["ratios"]) >= {"edge_deliveries_per_s", "closed_loop_deliveries_per_s"}
+        for arm in ("A", "B"):
+            result = pair[arm]
+            where = f"{name} {arm}"
+            assert result["error"] is None, (where, result["error"])
+            assert result["commands"], where
+            (step,) = result["steps"]
+            assert step["kind"] == "open" and step["rate"] > 0, where
+            # one low rate: everything is delivered exactly once
+            assert step["clean"], (where, step["reasons"])
+            assert step["delivered"] == step["expected"] > 0, where
+            assert step["p50_ms"] is not None and step["p99_ms"] >= step["p50_ms"], where
+            assert result["edge_deliveries_per_s"] > 0, where
+            assert result["closed"]["delivered"] > 0, where
+            system = ("kamailio",) if arm == "A" else ("sidecar",)
+            for group in (*system, "receivers", "sipp"):
+                assert group in step["cpu_us_per_delivery"], (where, group)
+        assert pair["B"]["system"] == "sidecar" and pair["A"]["system"] == "kamailio"
+    assert (
+        "front"
+        in report["comparisons"]["deployment"]["10x10"]["B"]["steps"][0]["cpu_us_per_delivery"]
+    )
+    assert report["generator"]["edge_deliveries_per_s"] > 0
+    assert report["scale"]["points"] and report["scale"]["list_rooms_s"]
+    assert report["targets"]
+
+    # the Markdown: machine table, both comparisons with both arms and their ratio
+    assert "| CPU |" in markdown and "| Kamailio |" in markdown
+    assert "## Engine comparison" in markdown and "## Deployment comparison" in markdown
+    for label in ("A Kamailio imc", "B sidecar", "B front + sidecar", "**B / A**"):
+        assert label in markdown, label
+    header = next(line for line in markdown.splitlines() if line.startswith("| shape | arm |"))
+    columns = header.count("|")
+    rows = [line for line in markdown.splitlines() if line.startswith("| 10x10 |")]
+    assert len(rows) == 6
+    assert all(row.count("|") == columns for row in rows), rows
+    assert "bench/run --quick" in markdown
