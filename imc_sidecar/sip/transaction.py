@@ -2,8 +2,8 @@
 
 Each machine is a table `(state, event) -> (action, next state)`; the code below only
 carries out actions.  Every (state, event) pair is in its table, so a timer that fires
-after its transaction moved on is just an event the table ignores: that is how timers
-are cancelled (lazy deletion from one heap shared by all transactions).
+after its transaction moved on is just an event the table ignores: that is how the
+timers kept in a heap are cancelled (lazy deletion); see `TransactionLayer` for the rest.
 
 The layer never sends anything itself: it queues `Transmit`s for the caller to drain
 and returns `RequestCompleted` events.  Time is always passed in.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -45,15 +46,20 @@ class Peer:
     address: Address  # (host, port); for tcp the remote address of the connection
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Transmit:
+    """Bytes to send.  Read-only by convention: not frozen, because a frozen dataclass
+    costs three times as much to make and one is made for every message sent."""
+
     data: bytes
     peer: Peer  # where to send; for outgoing requests host may be a DNS name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestCompleted:
-    """A client transaction we started got its final answer (or failed)."""
+    """A client transaction we started got its final answer (or failed).
+
+    Read-only by convention (not frozen, for speed: see Transmit)."""
 
     context: object  # whatever was given to send_request
     status: int  # final status; 408 on Timer F, 503 on transport error
@@ -189,21 +195,46 @@ class ClientTransaction:
 
 # Heap entry: (deadline, tie-breaker, event, transaction).  The transaction's state
 # decides whether the entry is still live (see module docstring).
-_Entry = tuple[float, int, "ClientEvent | ServerEvent", "ServerTransaction | ClientTransaction"]
+_Entry = tuple[float, int, ClientEvent, ClientTransaction]
 
 
 class TransactionLayer:
-    """All server and client transactions, and the one timer heap they share."""
+    """All server and client transactions and their timers.
+
+    Most timers run a fixed time after the moment they are set (Timer F = 64*T1 after
+    the request, the first Timer E = T1 after it, Timer K = T4 after the final response,
+    Timer J = 64*T1 after ours), so each kind is a first-in first-out queue: setting one
+    is an append, and a fan-out of thousands of requests costs no heap work.  Only
+    Timer E after its first firing (doubling intervals) lives in a heap.  As with the
+    heap, a timer whose transaction moved on stays queued until it comes up (lazy
+    deletion); Timer F's queue, which would otherwise hold every request of the last
+    64*T1 seconds, is compacted when such entries dominate it.
+
+    Time never runs backwards here: a `now` earlier than one already seen schedules as
+    the latest seen (the edge passes a monotonic clock, so this only matters in tests).
+    """
 
     def __init__(self, timers: Timers | None = None) -> None:
         self.timers = timers or Timers()
         self.clients: dict[str, ClientTransaction] = {}  # by branch
         self.servers: dict[ServerKey, ServerTransaction] = {}
-        self._by_peer: dict[Peer, set[ClientTransaction]] = {}  # in-flight only
-        self._heap: list[_Entry] = []
+        self._heap: list[_Entry] = []  # Timer E after its first firing
         self._tie = itertools.count()
+        # Client timers that act (live while the transaction is Trying or Proceeding).
+        self._timer_f: deque[tuple[float, ClientTransaction]] = deque()
+        self._first_e: deque[tuple[float, ClientTransaction]] = deque()  # unreliable only
+        # Timer K (client, UDP) and J (server, UDP) only forget a finished transaction,
+        # and nothing else ends one in Completed: always live.
+        self._timer_k: deque[tuple[float, ClientTransaction]] = deque()
+        self._timer_j: deque[tuple[float, ServerTransaction]] = deque()
+        self._clock = float("-inf")
         self._out: list[Transmit] = []
         self.in_flight = 0  # client transactions not yet answered
+
+    def _now(self, now: float) -> float:
+        if now > self._clock:
+            self._clock = now
+        return self._clock
 
     # --- output ---------------------------------------------------------------------------
 
@@ -217,48 +248,79 @@ class TransactionLayer:
 
     # --- timers ---------------------------------------------------------------------------
 
-    def _push(
-        self,
-        deadline: float,
-        event: ClientEvent | ServerEvent,
-        txn: ServerTransaction | ClientTransaction,
-    ) -> None:
+    def _push(self, deadline: float, txn: ClientTransaction) -> None:
+        """A Timer E after the first one (intervals double, so these need the heap)."""
         heap = self._heap
-        heapq.heappush(heap, (deadline, next(self._tie), event, txn))
+        heapq.heappush(heap, (deadline, next(self._tie), ClientEvent.TIMER_E, txn))
         # Cancelled timers stay in the heap until due; rebuild (in place: handle_timer
-        # holds the list) when they dominate, so memory follows the live transactions
-        # rather than the traffic of the last 64*T1 seconds.
-        if len(heap) > 4096 and len(heap) > 4 * (len(self.clients) + len(self.servers)):
+        # holds the list) when they dominate, so memory follows the live transactions.
+        if len(heap) > 4096 and len(heap) > 4 * self.in_flight:
             heap[:] = [e for e in heap if self._live(e)]
             heapq.heapify(heap)
 
     @staticmethod
     def _live(entry: _Entry) -> bool:
         _, _, event, txn = entry
-        if isinstance(txn, ServerTransaction):
-            return SERVER_TABLE[(txn.state, ServerEvent.TIMER_J)][0] is not ServerAction.IGNORE
-        assert isinstance(event, ClientEvent)
         return CLIENT_TABLE[(txn.state, event)][0] is not ClientAction.IGNORE
+
+    def _compact_timer_f(self) -> None:
+        timer_f = self._timer_f
+        live = [entry for entry in timer_f if entry[1].state < State.COMPLETED]
+        timer_f.clear()
+        timer_f.extend(live)
 
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        best = heap[0][0] if heap else None
+        for queue in (self._timer_f, self._first_e):
+            while queue and queue[0][1].state >= State.COMPLETED:
+                queue.popleft()
+            if queue and (best is None or queue[0][0] < best):
+                best = queue[0][0]
+        for fifo in (self._timer_k, self._timer_j):
+            if fifo and (best is None or fifo[0][0] < best):
+                best = fifo[0][0]
+        return best
 
     def handle_timer(self, now: float) -> list[RequestCompleted]:
+        self._now(now)
         done: list[RequestCompleted] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            _, _, event, txn = heapq.heappop(heap)
-            if isinstance(txn, ServerTransaction):
-                self._server_step(txn, ServerEvent.TIMER_J, now)
+        # Timers K and J only forget a finished transaction: their order does not matter.
+        timer_k = self._timer_k
+        while timer_k and timer_k[0][0] <= now:
+            self._client_step(timer_k.popleft()[1], ClientEvent.TIMER_K, now)
+        timer_j = self._timer_j
+        while timer_j and timer_j[0][0] <= now:
+            self._server_step(timer_j.popleft()[1], ServerEvent.TIMER_J, now)
+        # Timers E and F act, so they fire strictly in deadline order (ties: first set).
+        heap, first_e, timer_f = self._heap, self._first_e, self._timer_f
+        completed = State.COMPLETED
+        while True:
+            while first_e and first_e[0][1].state >= completed:
+                first_e.popleft()
+            while timer_f and timer_f[0][1].state >= completed:
+                timer_f.popleft()
+            while heap and not self._live(heap[0]):
+                heapq.heappop(heap)
+            queue: deque[tuple[float, ClientTransaction]] | None = None
+            event = ClientEvent.TIMER_E
+            at = now
+            if first_e and first_e[0][0] <= at:
+                queue, at = first_e, first_e[0][0]
+            if timer_f and timer_f[0][0] <= at and (queue is None or timer_f[0][0] < at):
+                queue, at, event = timer_f, timer_f[0][0], ClientEvent.TIMER_F
+            if heap and heap[0][0] <= at and (queue is None or heap[0][0] < at):
+                txn = heapq.heappop(heap)[3]
+                event = ClientEvent.TIMER_E
+            elif queue is None:
+                return done
             else:
-                assert isinstance(event, ClientEvent)
-                result = self._client_step(txn, event, now)
-                if result is not None:
-                    done.append(result)
-        return done
+                txn = queue.popleft()[1]
+            result = self._client_step(txn, event, now)
+            if result is not None:
+                done.append(result)
 
     # --- server side ----------------------------------------------------------------------
 
@@ -293,7 +355,7 @@ class TransactionLayer:
             if txn.reliable:  # Timer J is zero on reliable transports
                 self._server_step(txn, ServerEvent.TIMER_J, now)
             else:
-                self._push(now + 64 * self.timers.t1, ServerEvent.TIMER_J, txn)
+                self._timer_j.append((self._now(now) + 64 * self.timers.t1, txn))
         elif action is ServerAction.RESEND:
             if txn.last_response is not None:
                 self._out.append(Transmit(txn.last_response, txn.peer))
@@ -315,18 +377,18 @@ class TransactionLayer:
         now: float,
     ) -> None:
         timers = self.timers
+        now = self._now(now)
         reliable = peer.transport != "udp"
         txn = ClientTransaction(branch, method, data, peer, reliable, context, timers.t1)
         self.clients[branch] = txn
-        peers = self._by_peer.get(peer)
-        if peers is None:
-            peers = self._by_peer[peer] = set()
-        peers.add(txn)
-        self.in_flight += 1
         self._out.append(Transmit(data, peer))
         if not reliable:  # no retransmissions over a reliable transport
-            self._push(now + timers.t1, ClientEvent.TIMER_E, txn)
-        self._push(now + 64 * timers.t1, ClientEvent.TIMER_F, txn)
+            self._first_e.append((now + timers.t1, txn))
+        timer_f = self._timer_f
+        timer_f.append((now + 64 * timers.t1, txn))
+        self.in_flight += 1
+        if len(timer_f) > 4096 and len(timer_f) > 4 * self.in_flight:
+            self._compact_timer_f()
 
     def client_response(
         self, branch: str, method: str, status: int, reason: str, now: float
@@ -341,7 +403,9 @@ class TransactionLayer:
 
     def client_transport_error(self, peer: Peer, now: float) -> list[RequestCompleted]:
         done: list[RequestCompleted] = []
-        for txn in list(self._by_peer.get(peer, ())):
+        # Rare: a scan of what is in flight beats keeping a per-peer index for every send.
+        in_flight = [txn for _, txn in self._timer_f if txn.state < State.COMPLETED]
+        for txn in [txn for txn in in_flight if txn.peer == peer]:
             result = self._client_step(txn, ClientEvent.TRANSPORT_ERROR, now)
             if result is not None:
                 done.append(result)
@@ -364,7 +428,7 @@ class TransactionLayer:
             # §17.1.2.2: doubling up to T2 while Trying; T2 once a provisional came.
             t2 = self.timers.t2
             txn.interval = min(2 * txn.interval, t2) if before is State.TRYING else t2
-            self._push(now + txn.interval, ClientEvent.TIMER_E, txn)
+            self._push(self._now(now) + txn.interval, txn)
             return None
         if action is ClientAction.DESTROY:
             if self.clients.get(txn.branch) is txn:
@@ -375,7 +439,7 @@ class TransactionLayer:
             if txn.reliable:  # Timer K is zero on reliable transports
                 self._client_step(txn, ClientEvent.TIMER_K, now)
             else:
-                self._push(now + self.timers.t4, ClientEvent.TIMER_K, txn)
+                self._timer_k.append((self._now(now) + self.timers.t4, txn))
             return RequestCompleted(txn.context, status, reason)
         if self.clients.get(txn.branch) is txn:
             del self.clients[txn.branch]
@@ -384,11 +448,7 @@ class TransactionLayer:
         return RequestCompleted(txn.context, 503, "Service Unavailable")
 
     def _finish(self, txn: ClientTransaction) -> None:
-        """The transaction has its answer: stop tracking it as in flight."""
+        """The transaction has its answer: stop tracking it as in flight (its Timer E
+        and F entries are dropped lazily: the state makes them dead)."""
         self.in_flight -= 1
         txn.data = b""
-        peers = self._by_peer.get(txn.peer)
-        if peers is not None:
-            peers.discard(txn)
-            if not peers:
-                del self._by_peer[txn.peer]

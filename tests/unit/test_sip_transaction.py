@@ -314,3 +314,48 @@ def test_server_never_sends_two_different_finals(inputs: list[str], reliable: bo
     assert len(finals) <= 1
     layer.handle_timer(now + 1000)
     assert key not in layer.servers or txn.state is not State.COMPLETED
+
+
+def test_timer_f_queue_is_compacted_when_answered_requests_dominate() -> None:
+    layer = TransactionLayer(T)
+    start(layer, UDP, "slow", now=0.0)  # never answered: keeps the queue's head alive
+    for i in range(20_000):
+        start(layer, UDP, f"b{i}", now=1 + i * 1e-4)
+        layer.client_response(f"b{i}", "MESSAGE", 200, "OK", 1 + i * 1e-4)
+        layer.transmits()
+    assert layer.in_flight == 1
+    assert len(layer._timer_f) <= 4 * layer.in_flight + 4097
+    _, done = run(layer, 100)
+    assert done == [RequestCompleted("ctx", 408, "Request Timeout")]
+    assert layer.clients == {} and layer.in_flight == 0 and layer.next_deadline() is None
+
+
+def test_time_never_runs_backwards_for_scheduling() -> None:
+    layer = TransactionLayer(T)
+    start(layer, UDP, "a", now=10.0)
+    start(layer, UDP, "b", now=9.0)  # an earlier now schedules as 10.0
+    layer.transmits()
+    assert layer.next_deadline() == 10.5
+    assert layer.handle_timer(10.5) == []
+    assert len(layer.transmits()) == 2  # both retransmitted at the first Timer E
+
+
+def test_timers_e_and_f_fire_in_deadline_order_when_handled_late() -> None:
+    layer = TransactionLayer(T)
+    start(layer)
+    layer.transmits()
+    layer.handle_timer(31.6)  # E fired (late) at 31.6: the next E is due at 35.6
+    assert len(layer.transmits()) == 1
+    # Timer F (32.0) comes before that E: the transaction times out without resending.
+    assert layer.handle_timer(40.0) == [RequestCompleted("ctx", 408, "Request Timeout")]
+    assert layer.transmits() == []
+
+
+def test_transport_error_skips_answered_transactions_still_queued() -> None:
+    layer = TransactionLayer(T)
+    for branch in ("a", "b", "c"):
+        start(layer, UDP, branch)
+    layer.client_response("b", "MESSAGE", 200, "OK", 0.1)
+    done = layer.client_transport_error(UDP, 0.2)
+    assert done == [RequestCompleted("ctx", 503, "Service Unavailable")] * 2
+    assert layer.in_flight == 0
