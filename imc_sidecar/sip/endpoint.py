@@ -14,8 +14,10 @@ import itertools
 import logging
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .fastpath import scan_response
 from .message import (
     ParseError,
     Request,
@@ -74,6 +76,15 @@ class IdSource:
     def _next(self) -> str:
         return f"{self._prefix}-{next(self._counter):x}"
 
+    def request_ids(self) -> tuple[str, str, str]:
+        """Branch (after the magic cookie), From tag and Call-ID of one new request."""
+        counter, prefix = self._counter, self._prefix
+        return (
+            f"{prefix}-{next(counter):x}",
+            f"{prefix}-{next(counter):x}",
+            f"{prefix}-{next(counter):x}",
+        )
+
     def call_id(self) -> str:
         return self._next()
 
@@ -131,6 +142,11 @@ def _hop(uri: str) -> Peer | tuple[int, str]:
     return Peer(transport, (host, parsed.port or 5060))
 
 
+def _pct(text: str) -> str:
+    """`text` made literal inside a %-template."""
+    return text.replace("%", "%%")
+
+
 def _server_key(request: Request, method: str) -> ServerKey:
     """Transaction key of a request (RFC 3261 §17.2.3), for `method`'s transaction."""
     via = request.top_via
@@ -161,7 +177,7 @@ class SipEndpoint:
             self._proxy = _hop(config.outbound_proxy)
             if not isinstance(self._proxy, Peer):
                 raise ValueError(f"bad outbound_proxy {config.outbound_proxy!r}")
-        self._hops: dict[str, Peer | tuple[int, str]] = {}
+        self._targets: dict[str, tuple[Peer | tuple[int, str], bytes | None]] = {}
         self._deferred: list[tuple[float, RequestCompleted]] = []
 
     @property
@@ -174,7 +190,17 @@ class SipEndpoint:
     def receive(
         self, data: bytes, peer: Peer, now: float
     ) -> list[RequestReceived | RequestCompleted]:
-        if not data.strip(b"\r\n"):
+        if data[:8] == b"SIP/2.0 ":
+            # Most of what arrives: the answers to our chat copies.  Read only what
+            # matching needs; anything unusual is parsed fully below.
+            scanned = scan_response(data)
+            if scanned is not None:
+                status, reason, branch, method = scanned
+                if branch is None:
+                    return []
+                done = self._layer.client_response(branch, method, status, reason, now)
+                return [] if done is None else [done]
+        elif not data.strip(b"\r\n"):
             return []  # a CRLF keep-alive datagram
         try:
             message = parse_message(data)
@@ -289,50 +315,88 @@ class SipEndpoint:
         transport error, or (when the request cannot even be built) the next
         handle_timer().
         """
-        hop = self._proxy or self._next_hop(request_uri)
-        if isinstance(hop, tuple):
-            self._deferred.append((now, RequestCompleted(context, *hop)))
-            return
-        if _UNSAFE_URI.search(request_uri) or _UNSAFE_URI.search(from_uri):
-            self._deferred.append((now, RequestCompleted(context, 400, "Invalid URI")))
-            return
-        via = self._via.get(hop.transport)
-        if via is None:
-            reason = f"No {hop.transport} transport"
-            self._deferred.append((now, RequestCompleted(context, 503, reason)))
-            return
-        ids = self._ids
-        branch = _MAGIC + ids.branch()
-        head = (
-            f"MESSAGE {request_uri} SIP/2.0\r\n"
-            f"Via: {via[0]};branch={branch};rport\r\n"
-            f"To: <{request_uri}>\r\n"
-            f"From: <{from_uri}>;tag={ids.tag()}\r\n"
-            "CSeq: 10 MESSAGE\r\n"
-            f"Call-ID: {ids.call_id()}@{via[1]}\r\n"
-            "Max-Forwards: 70\r\n"
-        )
+        self.send_many((request_uri,), from_uri, body, extra_headers, context, now)
+
+    def send_many(
+        self,
+        request_uris: Iterable[str],
+        from_uri: str,
+        body: bytes,
+        extra_headers: bytes,
+        context: object,
+        now: float,
+    ) -> None:
+        """`send_request` to each URI in turn: one MESSAGE each, same From and body.
+
+        The message is serialized once per transport as a template; each copy only
+        fills in its Request-URI and To, Via branch, From tag and Call-ID.
+        """
         if extra_headers and not extra_headers.endswith(b"\n"):
             # As tm does; checking LF (not CRLF) avoids making an empty line of a bare LF.
             extra_headers += b"\r\n"
+        from_ok = _UNSAFE_URI.search(from_uri) is None
+        templates: dict[str, bytes] = {}
+        proxy = self._proxy
+        request_ids = self._ids.request_ids
+        start = self._layer.client_start
+        for request_uri in request_uris:
+            target = self._target(request_uri)
+            hop = proxy or target[0]
+            if isinstance(hop, tuple):
+                self._deferred.append((now, RequestCompleted(context, *hop)))
+                continue
+            uri = target[1]
+            if uri is None or not from_ok:
+                self._deferred.append((now, RequestCompleted(context, 400, "Invalid URI")))
+                continue
+            template = templates.get(hop.transport)
+            if template is None:
+                template = self._template(hop.transport, from_uri, body, extra_headers)
+                if template is None:
+                    reason = f"No {hop.transport} transport"
+                    self._deferred.append((now, RequestCompleted(context, 503, reason)))
+                    continue
+                templates[hop.transport] = template
+            branch, tag, call_id = request_ids()
+            branch = _MAGIC + branch
+            data = template % (uri, branch.encode(), uri, tag.encode(), call_id.encode())
+            start(branch, "MESSAGE", data, hop, context, now)
+
+    def _template(
+        self, transport: str, from_uri: str, body: bytes, extra_headers: bytes
+    ) -> bytes | None:
+        """The whole MESSAGE with `%s` where R-URI, branch, To URI, tag, Call-ID go."""
+        via = self._via.get(transport)
+        if via is None:
+            return None
+        head = (
+            "MESSAGE %s SIP/2.0\r\n"
+            f"Via: {_pct(via[0])};branch=%s;rport\r\n"
+            "To: <%s>\r\n"
+            f"From: <{_pct(from_uri)}>;tag=%s\r\n"
+            "CSeq: 10 MESSAGE\r\n"
+            f"Call-ID: %s@{_pct(via[1])}\r\n"
+            "Max-Forwards: 70\r\n"
+        )
         tail = f"User-Agent: {self.config.user_agent}\r\nContent-Length: {len(body)}\r\n\r\n"
-        data = b"".join(
+        return b"".join(
             (
                 head.encode("utf-8", "surrogateescape"),
-                extra_headers,
-                tail.encode("utf-8", "surrogateescape"),
-                body,
+                extra_headers.replace(b"%", b"%%"),
+                _pct(tail).encode("utf-8", "surrogateescape"),
+                body.replace(b"%", b"%%"),
             )
         )
-        self._layer.client_start(branch, "MESSAGE", data, hop, context, now)
 
-    def _next_hop(self, uri: str) -> Peer | tuple[int, str]:
-        hop = self._hops.get(uri)
-        if hop is None:
-            if len(self._hops) >= _HOP_CACHE_MAX:
-                self._hops.clear()
-            hop = self._hops[uri] = _hop(uri)
-        return hop
+    def _target(self, uri: str) -> tuple[Peer | tuple[int, str], bytes | None]:
+        """Next hop of a Request-URI, and the URI as bytes (None: unusable in a header)."""
+        target = self._targets.get(uri)
+        if target is None:
+            if len(self._targets) >= _HOP_CACHE_MAX:
+                self._targets.clear()
+            written = None if _UNSAFE_URI.search(uri) else uri.encode("utf-8", "surrogateescape")
+            target = self._targets[uri] = (_hop(uri), written)
+        return target
 
     def transport_error(self, peer: Peer, now: float) -> list[RequestCompleted]:
         """The edge could not send to `peer`: every request in flight to it fails (503)."""

@@ -88,6 +88,42 @@ def test_extra_headers_get_a_line_end_and_may_be_empty() -> None:
     assert "X-A" not in second.headers
 
 
+def test_send_many_fills_the_template_per_recipient() -> None:
+    uris = ["sip:a@192.0.2.1", "sip:b@192.0.2.2:5070", "sip:c@h;transport=tcp"]
+    one_by_one = endpoint()
+    for uri in uris:
+        one_by_one.send_request(uri, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
+    together = endpoint()
+    together.send_many(uris, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
+    # Exactly what separate send_request calls make, '%' in body and headers included.
+    assert together.transmits() == one_by_one.transmits()
+    [first, second, third] = (parse_message(t.data) for t in endpoint_sends(uris))
+    assert isinstance(first, Request) and first.body == b"50% off"
+    assert first.headers.get("X-A") == "1%s"
+    ids = {(m.top_via.branch, m.from_tag, m.call_id) for m in (first, second, third)}
+    assert len(ids) == 3 and len({i for triple in ids for i in triple}) == 9
+    assert isinstance(second, Request) and second.uri == "sip:b@192.0.2.2:5070"
+    assert third.top_via.transport == "TCP"
+
+
+def endpoint_sends(uris: list[str]) -> list[Transmit]:
+    ep = endpoint()
+    ep.send_many(uris, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
+    return ep.transmits()
+
+
+def test_send_many_fails_each_unusable_recipient_alone() -> None:
+    ep = endpoint()
+    ep.send_many(["sip:a@h", "tel:+1", "sip:b@h;x=<y>", "sip:c@h"], "sip:r@c", b"x", b"", "c", 1.0)
+    assert [t.data.split(b" ")[1] for t in ep.transmits()] == [b"sip:a@h", b"sip:c@h"]
+    assert ep.pending_requests == 4
+    assert sorted(done.status for done in ep.handle_timer(1.0)) == [400, 416]
+    ep2 = endpoint()
+    ep2.send_many(["sip:a@h", "sip:b@h"], "sip:r c@x", b"x", b"", "c", 1.0)  # unsafe From
+    assert ep2.transmits() == []
+    assert [done.status for done in ep2.handle_timer(1.0)] == [400, 400]
+
+
 @pytest.mark.parametrize(
     ("uri", "peer"),
     [
