@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 from dataclasses import dataclass
+from typing import cast
 
 from .binrpc_codec import (
     BinrpcError,
@@ -131,7 +132,8 @@ class _Connection(asyncio.Protocol):
         self._counted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's stream transports are not asyncio.Transport subclasses.
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         if self._listener.connections >= MAX_CONNECTIONS:
             log.warning("%s: too many BINRPC connections, closing a new one", self._listener.name)

@@ -12,9 +12,10 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from .endpoint import Peer, Transmit
 from .framing import StreamFramer
@@ -28,8 +29,14 @@ log = logging.getLogger(__name__)
 Sink = Callable[[bytes, Peer], None]
 # Called when data could not be delivered to a peer (connection refused, no route).
 ErrorSink = Callable[[Peer], None]
+# Called after a run of sink() calls: the time to send what they produced.
+BatchSink = Callable[[], None]
 
 _UDP_BUFFER = 4 * 1024 * 1024
+_MAX_DATAGRAM = 65535
+_READ_BATCH = 256  # datagrams read per wake-up at most, so other work is not starved
+_PEER_CACHE_MAX = 65536
+_RESOLVED_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +58,85 @@ class ListenAddress(Protocol):
     def port(self) -> int: ...
 
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, owner: SipTransports) -> None:
+class _Udp:
+    """One UDP socket, read and written directly (no asyncio transport in between).
+
+    Each wake-up reads every datagram waiting (up to `_READ_BATCH`) before handing
+    control back, and the owner flushes once per batch: under load one trip through the
+    event loop carries hundreds of messages instead of one.  Sends go straight to the
+    socket; when its buffer is full they wait in order in a queue drained when it is
+    writable again.
+    """
+
+    def __init__(self, owner: SipTransports, sock: socket.socket) -> None:
         self._owner = owner
+        self.sock = sock
+        self._loop = asyncio.get_running_loop()
+        self._fd = sock.fileno()
+        self._queue: deque[tuple[bytes, tuple[str, int], Peer]] = deque()
+        self.queued_bytes = 0
+        self._peers: dict[object, Peer] = {}
+        sock.setblocking(False)
+        self._loop.add_reader(self._fd, self._read_ready)
 
-    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
-        self._owner.sink(data, Peer("udp", (str(addr[0]), int(addr[1]))))
+    def _read_ready(self) -> None:
+        recvfrom = self.sock.recvfrom
+        sink = self._owner.sink
+        peers = self._peers
+        try:
+            for _ in range(_READ_BATCH):
+                try:
+                    data, addr = recvfrom(_MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    # ICMP errors on a shared UDP socket cannot be tied to one peer
+                    # reliably; the client transaction's Timer F reports the failure.
+                    log.debug("udp error: %s", exc)
+                    break
+                peer = peers.get(addr)
+                if peer is None:
+                    if len(peers) >= _PEER_CACHE_MAX:
+                        peers.clear()
+                    peer = peers[addr] = Peer("udp", (str(addr[0]), int(addr[1])))
+                sink(data, peer)
+        finally:
+            self._owner.batch_done()
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors on a shared UDP socket cannot be tied to one peer reliably;
-        # the client transaction's Timer F reports the failure instead.
-        log.debug("udp error: %s", exc)
+    def sendto(self, data: bytes, address: tuple[str, int], peer: Peer) -> None:
+        if not self._queue:
+            try:
+                self.sock.sendto(data, address)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(self._fd, self._write_ready)
+            except OSError as exc:
+                log.info("udp send to %s:%s failed: %s", *address, exc)
+                self._owner.report_error(peer)
+                return
+        self._queue.append((data, address, peer))
+        self.queued_bytes += len(data)
+
+    def _write_ready(self) -> None:
+        queue = self._queue
+        while queue:
+            data, address, peer = queue[0]
+            try:
+                self.sock.sendto(data, address)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.info("udp send to %s:%s failed: %s", *address, exc)
+                self._owner.report_error(peer)
+            queue.popleft()
+            self.queued_bytes -= len(data)
+        self._loop.remove_writer(self._fd)
+
+    def close(self) -> None:
+        self._loop.remove_reader(self._fd)
+        if self._queue:
+            self._loop.remove_writer(self._fd)
+        self.sock.close()
 
 
 class _Tcp(asyncio.Protocol):
@@ -72,7 +147,8 @@ class _Tcp(asyncio.Protocol):
         self.peer: Peer | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's stream transports are not asyncio.Transport subclasses.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer("tcp", (host, port))
@@ -90,6 +166,8 @@ class _Tcp(asyncio.Protocol):
             self.transport.write(b"\r\n" * pongs)
         for message in messages:
             self._owner.sink(message, self.peer)
+        if messages:
+            self._owner.batch_done()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.peer is not None and self._owner.connections.get(self.peer.address) is self:
@@ -99,15 +177,20 @@ class _Tcp(asyncio.Protocol):
 class SipTransports:
     """Owns every SIP socket; `send()` delivers what the sans-I/O endpoint produced."""
 
-    def __init__(self, sink: Sink, on_error: ErrorSink) -> None:
+    def __init__(
+        self, sink: Sink, on_error: ErrorSink, batch_done: BatchSink | None = None
+    ) -> None:
         self.sink = sink
         self._on_error = on_error
-        self._udp: asyncio.DatagramTransport | None = None
+        self.batch_done: BatchSink = batch_done or _nothing
+        self._udp: _Udp | None = None
         self._servers: list[asyncio.AbstractServer] = []
-        self._udp_transports: list[asyncio.DatagramTransport] = []
+        self._udp_sockets: list[_Udp] = []
         self.connections: dict[tuple[str, int], _Tcp] = {}
         self._connecting: dict[tuple[str, int], list[bytes]] = {}
         self._resolved: dict[str, str] = {}
+        # UDP peers whose host is an IP address: where to send, ready for sendto().
+        self._direct: dict[Peer, tuple[str, int]] = {}
         self.bound: list[Listen] = []
 
     async def start(self, listens: Iterable[ListenAddress]) -> None:
@@ -118,13 +201,11 @@ class SipTransports:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_BUFFER)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _UDP_BUFFER)
                 sock.bind((listen.host, listen.port))
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: _Udp(self), sock=sock
-                )
-                self._udp_transports.append(transport)
+                udp = _Udp(self, sock)
+                self._udp_sockets.append(udp)
                 if self._udp is None:
-                    self._udp = transport
-                port = transport.get_extra_info("sockname")[1]
+                    self._udp = udp
+                port = sock.getsockname()[1]
             else:
                 server = await loop.create_server(
                     lambda: _Tcp(self), listen.host, listen.port, reuse_address=True
@@ -135,21 +216,57 @@ class SipTransports:
             self.bound.append(bound)
             log.info("listening on %s", bound)
 
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes waiting for a full UDP send buffer to drain."""
+        return sum(udp.queued_bytes for udp in self._udp_sockets)
+
+    def report_error(self, peer: Peer) -> None:
+        """Tell the owner, from a fresh call stack, that `peer` cannot be reached."""
+        asyncio.get_running_loop().call_soon(self._on_error, peer)
+
+    def send_all(self, transmits: list[Transmit]) -> None:
+        """`send` each in order; UDP to a known address goes straight to the socket."""
+        udp = self._udp
+        direct = self._direct
+        if udp is None:
+            for transmit in transmits:
+                self.send(transmit)
+            return
+        sendto = udp.sock.sendto
+        slow = False
+        for transmit in transmits:
+            if not slow:
+                address = direct.get(transmit.peer)
+                if address is not None and not udp.queued_bytes:
+                    try:
+                        sendto(transmit.data, address)
+                        continue
+                    except (BlockingIOError, InterruptedError):
+                        slow = True  # the socket is full: queue from here on, in order
+                    except OSError:
+                        pass  # send() logs and reports it
+            self.send(transmit)
+
     def send(self, transmit: Transmit) -> None:
         peer = transmit.peer
         host, port = peer.address
         address = self._resolved.get(host)
         if address is None:
-            if _is_ip(host):
-                address = host
-            else:
+            if not _is_ip(host):
                 asyncio.get_running_loop().create_task(self._resolve_and_send(transmit))
                 return
+            address = host
+            self._remember(host, host)
         if peer.transport == "udp":
             if self._udp is None:
                 self._on_error(peer)
                 return
-            self._udp.sendto(transmit.data, (address, port))
+            if address == host:
+                if len(self._direct) >= _RESOLVED_MAX:
+                    self._direct.clear()
+                self._direct[peer] = (address, port)
+            self._udp.sendto(transmit.data, (address, port), peer)
         else:
             self._send_tcp(peer, (address, port), transmit.data)
 
@@ -190,8 +307,13 @@ class SipTransports:
             log.info("cannot resolve %s: %s", host, exc)
             self._on_error(transmit.peer)
             return
-        self._resolved[host] = str(infos[0][4][0])
+        self._remember(host, str(infos[0][4][0]))
         self.send(transmit)
+
+    def _remember(self, host: str, address: str) -> None:
+        if len(self._resolved) >= _RESOLVED_MAX:
+            self._resolved.clear()
+        self._resolved[host] = address
 
     async def close(self) -> None:
         for server in self._servers:
@@ -201,8 +323,14 @@ class SipTransports:
                 conn.transport.close()
         for server in self._servers:
             await server.wait_closed()
-        for transport in self._udp_transports:
-            transport.close()
+        for udp in self._udp_sockets:
+            udp.close()
+        self._udp_sockets.clear()
+        self._udp = None
+
+
+def _nothing() -> None:
+    pass
 
 
 def _is_ip(host: str) -> bool:
