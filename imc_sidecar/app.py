@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import ChatRequest, InviteTicket, Outcome
+from .overload import RETRY_AFTER, Admission
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
 from .settings import Settings
@@ -37,6 +38,8 @@ log = logging.getLogger("imc_sidecar")
 
 # How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
 _STOP_GRACE = 5.0
+# Transaction timers fire up to this late, so one wake-up serves many deadlines.
+_TIMER_SLACK = 0.005
 
 
 class Sidecar:
@@ -54,10 +57,11 @@ class Sidecar:
         self.store: Store | None = None
         self.endpoint: SipEndpoint | None = None
         # Read by the RPC methods (RpcContext); the getter follows engine replacement.
-        self.stats = Statistics(lambda: self.engine)
+        self.stats = Statistics(lambda: self.engine, self._pending)
+        self.admission = Admission(settings.max_pending_deliveries)
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
-        self.transports = SipTransports(self._on_data, self._on_transport_error)
+        self.transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
@@ -114,11 +118,12 @@ class Sidecar:
         return self._loop.time()
 
     def _on_data(self, data: bytes, peer: Peer) -> None:
+        """One datagram or framed message; the transport calls `_flush` after a batch."""
         if self.endpoint is None:
             return
         events = self.endpoint.receive(data, peer, self._now())
-        self._dispatch(events)
-        self._flush()
+        if events:
+            self._dispatch(events)
 
     def _on_transport_error(self, peer: Peer) -> None:
         if self.endpoint is None:
@@ -169,8 +174,23 @@ class Sidecar:
         except Exception:  # a bug must cost one request, never the server
             log.exception("engine failed on %s", request.call_id)
             outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
+        if outcome.command is None and outcome.messages:
+            # A chat text: its copies go out only if the backlog allows (overload.py).
+            copies = sum(len(out.recipients) for out in outcome.messages)
+            if not self.admission.admit(self._pending(), copies, self._now()):
+                self.stats.refused_messages += 1
+                assert self.endpoint is not None
+                self.endpoint.reply(
+                    event.handle, 503, "Service Unavailable", self._now(),
+                    [("Retry-After", str(RETRY_AFTER))],
+                )
+                return
         self.stats.count_command(outcome.command, outcome.rc)
         self._complete(outcome, event.handle)
+
+    def _pending(self) -> int:
+        """MESSAGEs sent and not answered yet (the overload measure)."""
+        return 0 if self.endpoint is None else self.endpoint.pending_requests
 
     # -- outbound ----------------------------------------------------------------------
 
@@ -230,20 +250,33 @@ class Sidecar:
         for out in outcome.messages:
             self.stats.sent_messages += len(out.recipients)
             headers = header_block(out, extra)
-            for recipient in out.recipients:
-                endpoint.send_request(recipient, out.from_uri, out.body, headers, out.invite, now)
+            endpoint.send_many(out.recipients, out.from_uri, out.body, headers, out.invite, now)
         if handle is not None:
             endpoint.reply(handle, outcome.status, outcome.reason, now)
 
     def _flush(self) -> None:
+        """Send what the endpoint queued and make sure its timer will run in time.
+
+        An armed timer that is due no later than needed is left alone, even when the next
+        deadline moved away: it fires, finds little or nothing due and re-arms.  Timers
+        run `_TIMER_SLACK` late so that one firing serves the many deadlines a fan-out
+        sets within that span.
+        """
         endpoint = self.endpoint
-        assert endpoint is not None and self._loop is not None
-        for transmit in endpoint.transmits():
-            self.transports.send(transmit)
-        deadline = endpoint.get_timer()
-        if deadline == self._timer_at:
+        if endpoint is None:
             return
+        assert self._loop is not None
+        transmits = endpoint.transmits()
+        if transmits:
+            self.transports.send_all(transmits)
+        deadline = endpoint.get_timer()
+        if deadline is None:
+            return
+        at = deadline + _TIMER_SLACK
         if self._timer is not None:
+            assert self._timer_at is not None
+            if self._timer_at <= at:
+                return
             self._timer.cancel()
-        self._timer_at = deadline
-        self._timer = None if deadline is None else self._loop.call_at(deadline, self._on_timer)
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)

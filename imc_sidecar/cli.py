@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .rpc.client_cli import add_rpc_arguments, run_rpc
 from .settings import Settings, SettingsError, add_arguments, load_settings
@@ -47,9 +47,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "serve":
-        return asyncio.run(_serve(settings))
-    return asyncio.run(_create_tables(settings))
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        if args.command == "serve":
+            return runner.run(_serve(settings))
+        return runner.run(_create_tables(settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop `event_loop` asks for; None: asyncio's default."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def _serve(settings: Settings) -> int:

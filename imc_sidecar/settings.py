@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import importlib.util
 import ipaddress
 import os
 import re
@@ -59,6 +60,8 @@ DEFAULT_RPC_BINRPC_PORT = 5094
 MIN_TOKEN_LENGTH = 16
 MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
 EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
+DEFAULT_MAX_PENDING = 5_000
+_EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRANSPORTS = ("udp", "tcp")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}")  # version.table_name is VARCHAR(32)
@@ -161,6 +164,13 @@ class Settings:
     """Where FIFO clients create their reply FIFOs (kamctl uses /tmp)."""
     rpc_token: str | None = None
     """Bearer token the HTTP transport requires; mandatory off loopback."""
+    event_loop: str = "auto"
+    """asyncio event loop: `uvloop`, `asyncio` (the standard one) or `auto` (uvloop when
+    it is installed)."""
+    max_pending_deliveries: int = DEFAULT_MAX_PENDING
+    """Overload limit: MESSAGEs sent and not yet answered above which new chat texts are
+    refused with 503 and Retry-After (until the backlog is down to three quarters of
+    it); commands are never refused.  0 turns the limit off."""
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""
@@ -411,6 +421,19 @@ def _token(raw: object) -> str | None:
     return text
 
 
+def _event_loop(raw: object) -> str:
+    text = _text(raw).strip().lower()
+    if text not in _EVENT_LOOPS:
+        raise _Bad(f"must be one of {', '.join(_EVENT_LOOPS)}")
+    if text == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise _Bad("uvloop is not installed (pip install uvloop, or use auto/asyncio)")
+    return text
+
+
+def _max_pending(raw: object) -> int:
+    return _integer(raw, 0, 10_000_000, "must be an integer from 0 (no limit) to 10000000")
+
+
 def _log_level(raw: object) -> str:
     text = _text(raw).strip().lower()
     if text not in _LOG_LEVELS:
@@ -457,6 +480,11 @@ _SPECS = (
           "DIR"),
     _Spec("rpc_token", _token,
           "bearer token for HTTP RPC; required off loopback (prefer IMC_RPC_TOKEN)", "TOKEN"),
+    _Spec("event_loop", _event_loop, "auto (uvloop when installed), uvloop or asyncio",
+          "LOOP"),
+    _Spec("max_pending_deliveries", _max_pending,
+          f"refuse chat texts (503) above this many unanswered MESSAGEs sent (default "
+          f"{DEFAULT_MAX_PENDING}; 0: no limit)", "N"),
 )
 _ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
 _NAMES = tuple(spec.name for spec in _SPECS)

@@ -46,20 +46,26 @@ class Stat:
 class Statistics:
     """The sidecar's statistics; the hot-path counters are public int attributes."""
 
-    def __init__(self, engine: Callable[[], ImcEngine]) -> None:
+    def __init__(
+        self, engine: Callable[[], ImcEngine], pending: Callable[[], int] = lambda: 0
+    ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
+        self._pending = pending
         self.received_messages = 0  # MESSAGE requests handed to the chat engine
         self.chat_messages = 0  # chat texts accepted for fan-out
         self.sent_messages = 0  # MESSAGEs sent: chat copies and notices, one per recipient
         self.failed_deliveries = 0  # sent MESSAGEs answered >= 300, or timed out
+        self.refused_messages = 0  # chat texts refused with 503 while overloaded
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         stats = [
             Stat(GROUP, "active_rooms", self._rooms, None),
             Stat(GROUP, "members", self._members, None),
+            Stat(GROUP, "pending_deliveries", self._pending, None),
             self._counter("received_messages"),
             self._counter("chat_messages"),
             self._counter("sent_messages"),
             self._counter("failed_deliveries"),
+            self._counter("refused_messages"),
             *(self._command(name) for name in COMMANDS),
         ]
         # Kamailio lists groups, and the names in a group, in byte order.

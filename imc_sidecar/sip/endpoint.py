@@ -273,10 +273,18 @@ class SipEndpoint:
 
     # --- replies --------------------------------------------------------------------------
 
-    def reply(self, handle: ServerHandle, status: int, reason: str, now: float) -> None:
-        """Send the application's response; retransmissions are then answered by the
-        transaction.  A reply after the final one is ignored."""
-        self._respond(handle, status, reason, now)
+    def reply(
+        self,
+        handle: ServerHandle,
+        status: int,
+        reason: str,
+        now: float,
+        headers: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """Send the application's response (with extra `headers`, e.g. Retry-After);
+        retransmissions are then answered by the transaction.  A reply after the final
+        one is ignored."""
+        self._respond(handle, status, reason, now, headers)
 
     def _respond(
         self,

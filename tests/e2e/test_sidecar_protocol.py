@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -239,3 +241,48 @@ def test_stop_waits_for_outstanding_messages_and_refuses_new_ones(
         assert process.process.wait(15) == 0
     with sqlite3.connect(tmp_path / "imc.sqlite") as db:
         assert db.execute("select name, flag from imc_rooms").fetchall() == [("chat-s", 0)]
+
+
+def test_overloaded_sidecar_refuses_chat_with_503_and_keeps_serving_commands(
+    tmp_path: Path, probe: UdpProbe
+) -> None:
+    """Past max_pending_deliveries unanswered MESSAGEs a chat text gets 503 + Retry-After."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent_proxy:
+        silent_proxy.bind(("127.0.0.1", 0))  # receives every MESSAGE, never answers
+        host, proxy_port = silent_proxy.getsockname()
+        port = free_port()
+        rpc = free_port()
+        process = SidecarProcess(
+            sidecar_args(
+                sqlite_url(tmp_path), port, "--outbound-proxy", f"sip:{host}:{proxy_port}",
+                "--max-pending-deliveries", "2", "--rpc-http", f"127.0.0.1:{rpc}",
+            )
+        ).start()
+        try:
+            target = ("127.0.0.1", port)
+            room = "sip:chat-o@example.org"
+            bob = "sip:bob@127.0.0.1"
+            for body, sender in (("#create", "sip:alice@127.0.0.1"), ("#join", bob)):
+                probe.sock.sendto(message(room, body, from_uri=sender), target)
+                assert status_line(probe.receive()) == "SIP/2.0 200 OK"
+            # Three notices are unanswered: a text for one more copy is refused.
+            probe.sock.sendto(message(room, "hello", from_uri=bob), target)
+            refused = probe.receive()
+            assert status_line(refused) == "SIP/2.0 503 Service Unavailable"
+            assert b"\r\nRetry-After: 1\r\n" in refused
+            # Commands are still served.
+            probe.sock.sendto(message(room, "#members", from_uri=bob), target)
+            assert status_line(probe.receive()) == "SIP/2.0 200 OK"
+            stats = _rpc(rpc, "stats.fetchn", ["imc:"])
+            assert stats["imc.refused_messages"] == 1 and stats["imc.chat_messages"] == 0
+            assert stats["imc.pending_deliveries"] == 4  # 3 notices + the member list
+        finally:
+            process.kill()
+
+
+def _rpc(port: int, method: str, params: list[object]) -> dict[str, int]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/RPC", body.encode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, int] = json.loads(response.read())["result"]
+    return result
