@@ -23,6 +23,7 @@ __all__ = ["MAX_CHAT_BODY", "EngineConfig", "ImcEngine"]
 # Kamailio formats chat copies into a 32768-byte buffer; a copy that would fill it is dropped.
 MAX_CHAT_BODY = 32767
 
+_URI_CACHE_MAX = 65536
 RC_OK = 1
 RC_BAD_REQUEST = -1
 RC_BAD_SYNTAX = -20
@@ -60,6 +61,7 @@ class ImcEngine:
         self.config = config
         self._start = config.cmd_start_char[0].encode("utf-8", "surrogateescape")
         self._table = RoomTable(config.hash_size)
+        self._uris: dict[str, SipUri] = {}  # parsed URIs by text (SipUri is immutable)
         self._commands = CommandRunner(
             self._table,
             config.cmd_start_char,
@@ -92,11 +94,11 @@ class ImcEngine:
         if not request.body:
             return _failed(RC_BAD_REQUEST, Reason.EMPTY_BODY, None)
         try:
-            dst = parse_uri(request.request_uri)
+            dst = self._parse_uri(request.request_uri)
         except UriError:
             return _failed(RC_BAD_REQUEST, Reason.BAD_REQUEST_URI, None)
         try:
-            src = parse_uri(request.from_uri)
+            src = self._parse_uri(request.from_uri)
         except UriError:
             return _failed(RC_BAD_REQUEST, Reason.BAD_FROM, None)
         if not src.user:  # Kamailio cannot store a member without a user part either
@@ -104,6 +106,16 @@ class ImcEngine:
         if request.body.startswith(self._start):
             return self._command(request, src, dst)
         return self._chat(request, src, dst)
+
+    def _parse_uri(self, text: str) -> SipUri:
+        """`parse_uri`, remembered: rooms and senders repeat (a bounded cache)."""
+        uri = self._uris.get(text)
+        if uri is None:
+            uri = parse_uri(text)
+            if len(self._uris) >= _URI_CACHE_MAX:
+                self._uris.clear()
+            self._uris[text] = uri
+        return uri
 
     def _command(self, request: ChatRequest, src: SipUri, dst: SipUri) -> Outcome:
         parsed = parse_command(request.body, self._start)

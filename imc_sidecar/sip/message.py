@@ -388,17 +388,23 @@ def parse_message(data: bytes) -> Request | Response:
 
 
 def _response_headers(
-    headers: Headers, status: int, to_tag: str | None, extra: Iterable[tuple[str, str]]
+    headers: Headers,
+    status: int,
+    to_tag: str | None,
+    extra: Iterable[tuple[str, str]],
+    to_has_tag: bool | None = None,  # known already (the request's parsed To), or None
 ) -> Headers:
     items: list[tuple[str, str, str]] = [i for i in headers._items if i[0] == "via"]
     for key in ("from", "to", "call-id", "cseq"):
         for item in headers._items:
             if item[0] == key:
                 if key == "to" and status > 100 and to_tag is not None:
-                    try:
-                        has_tag = parse_name_addr(item[2], "To").tag is not None
-                    except ParseError:
-                        has_tag = True  # leave a To we cannot read as it is
+                    has_tag = to_has_tag
+                    if has_tag is None:
+                        try:
+                            has_tag = parse_name_addr(item[2], "To").tag is not None
+                        except ParseError:
+                            has_tag = True  # leave a To we cannot read as it is
                     if not has_tag:
                         item = (item[0], item[1], f"{item[2]};tag={to_tag}")
                 items.append(item)
@@ -421,7 +427,11 @@ def make_response(
     (`to_tag`, or a random one).
     """
     tag = to_tag if to_tag is not None else secrets.token_hex(5)
-    return Response(status, reason, _response_headers(request.headers, status, tag, headers), body)
+    parsed_to = request._to  # the first To, parsed when the request was validated
+    to_has_tag = None if parsed_to is None else parsed_to.tag is not None
+    return Response(
+        status, reason, _response_headers(request.headers, status, tag, headers, to_has_tag), body
+    )
 
 
 def make_response_from_headers(
