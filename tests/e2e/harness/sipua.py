@@ -526,42 +526,47 @@ class SippSender:
         scen_path = self.dir / f"req-{seq}.xml"
         trace_path = self.dir / f"req-{seq}.log"
         scen_path.write_text(scenario, encoding="utf-8")
-        cmd = [
-            sipp,
-            "-sf", str(scen_path),
-            "-i", self.ip,
-            "-p", str(self.port),
-            "-cp", str(free_udp_port("0.0.0.0")),
-            "-m", "1",
-            "-r", "1000",
-            "-nr",
-            "-nd",
-            "-nostdin",
-            "-cid_str", call_id.replace("%", "%%"),
-            "-timeout", f"{max(1, int(timeout))}s",
-            "-trace_msg",
-            "-message_file", str(trace_path),
-        ]  # fmt: skip
-        if inject is not None:
-            csv = self.dir / f"req-{seq}.csv"
-            csv.write_text("SEQUENTIAL\n" + inject + ";\n", encoding="utf-8")
-            cmd += ["-inf", str(csv)]
-        cmd.append(f"{self.target[0]}:{self.target[1]}")
-        try:
-            proc = subprocess.run(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                cwd=self.dir,
-                timeout=timeout + 5,
-                check=False,
-            )
-            self.last_stderr = proc.stderr.decode(errors="replace")
-        except subprocess.TimeoutExpired as exc:
-            raise SipUaError(f"sipp sender {self.name} hung: {cmd}") from exc
-        trace = parse_sipp_trace(trace_path.read_bytes()) if trace_path.exists() else []
-        sent = [m for m in trace if m.direction == "sent" and m.is_request]
+        # sipp binds a UDP control port of its own; another process may take the free
+        # port we picked before sipp binds it.  Nothing was sent then, so try again.
+        for _attempt in range(3):
+            cmd = [
+                sipp,
+                "-sf", str(scen_path),
+                "-i", self.ip,
+                "-p", str(self.port),
+                "-cp", str(free_udp_port("0.0.0.0")),
+                "-m", "1",
+                "-r", "1000",
+                "-nr",
+                "-nd",
+                "-nostdin",
+                "-cid_str", call_id.replace("%", "%%"),
+                "-timeout", f"{max(1, int(timeout))}s",
+                "-trace_msg",
+                "-message_file", str(trace_path),
+            ]  # fmt: skip
+            if inject is not None:
+                csv = self.dir / f"req-{seq}.csv"
+                csv.write_text("SEQUENTIAL\n" + inject + ";\n", encoding="utf-8")
+                cmd += ["-inf", str(csv)]
+            cmd.append(f"{self.target[0]}:{self.target[1]}")
+            try:
+                proc = subprocess.run(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    cwd=self.dir,
+                    timeout=timeout + 5,
+                    check=False,
+                )
+                self.last_stderr = proc.stderr.decode(errors="replace")
+            except subprocess.TimeoutExpired as exc:
+                raise SipUaError(f"sipp sender {self.name} hung: {cmd}") from exc
+            trace = parse_sipp_trace(trace_path.read_bytes()) if trace_path.exists() else []
+            sent = [m for m in trace if m.direction == "sent" and m.is_request]
+            if sent or "Unable to bind remote control socket" not in self.last_stderr:
+                break
         responses = tuple(
             m
             for m in trace
