@@ -3,7 +3,9 @@
 Every MESSAGE body carries its sipp call number and sipp's send time
 (``bench n<seq> r<row> t<date>\\t<time>\\t<epoch.usec>``), so a delivery can be matched to
 its send whatever Call-ID the engine gives it.  A MESSAGE not answered 200 within 3 s is
-a failed call; any other final reply (500, 503, ...) is a failed call too.
+a failed call; any other final reply (500, ...) is a failed call too, except 503, which
+the scenario accepts and sipp counts (``-trace_counts``): a refusal the benchmark reports
+as such (it is still a failure of the step).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ _ROOM_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
+  <recv response="503" optional="true" next="refused"/>
   <recv response="200" timeout="3000"/>
+  <label id="refused"/>
 </scenario>
 """
 
@@ -70,7 +74,9 @@ _DIRECT_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
+  <recv response="503" optional="true" next="refused"/>
   <recv response="200" timeout="3000"/>
+  <label id="refused"/>
 </scenario>
 """
 
@@ -85,6 +91,7 @@ class SippResult:
     retransmissions: int
     unexpected: int
     timeouts: int
+    refused: int  # answered 503
     elapsed: float
     cpu_s: float
     max_rss_kib: int
@@ -150,6 +157,8 @@ def run_sipp(
     inf.write_text("SEQUENTIAL\n" + "\n".join(plan.csv_lines) + "\n")
     stat = workdir / "sipp-stat.csv"
     stat.unlink(missing_ok=True)
+    for old in workdir.glob("*_counts.csv"):
+        old.unlink()
     cmd = [
         SIPP,
         "-sf", str(scenario),
@@ -159,7 +168,7 @@ def run_sipp(
         "-p", str(local_port),
         "-cp", str(control_port),
         "-nostdin",
-        "-trace_stat", "-stf", str(stat), "-fd", "3600",
+        "-trace_stat", "-stf", str(stat), "-fd", "3600", "-trace_counts",
         "-buff_size", str(4 * 1024 * 1024),
         "-max_socket", "1024",
     ]  # fmt: skip
@@ -175,7 +184,7 @@ def run_sipp(
     began = time.monotonic()
     err_path = workdir / "sipp.err"
     with open(workdir / "sipp.out", "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir)
         try:
             _, status, usage = os.wait4(proc.pid, 0)
         except BaseException:
@@ -185,6 +194,11 @@ def run_sipp(
     elapsed = time.monotonic() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
     stats = _stat_row(stat)
+    refused = 0
+    for counts in workdir.glob("*_counts.csv"):
+        row = _stat_row(counts)
+        refused += sum(_int(row, k) for k in row if k.endswith("_503_Recv"))
+        counts.unlink()
     return SippResult(
         command=cmd,
         returncode=proc.returncode,
@@ -197,6 +211,7 @@ def run_sipp(
         + _int(stats, "FailedMaxUDPRetrans(C)")
         + _int(stats, "FailedOutboundCongestion(C)")
         + _int(stats, "FailedTimeoutOnRecv(C)"),
+        refused=refused,
         elapsed=elapsed,
         cpu_s=usage.ru_utime + usage.ru_stime,
         max_rss_kib=usage.ru_maxrss,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -50,6 +49,15 @@ def status_kib(pid: int, key: str) -> int:
     return 0
 
 
+def pss_kib(pid: int) -> int:
+    """Proportional set size (shared pages divided among their users), KiB; 0 when gone."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as fh:
+        for line in fh:
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (``clear_refs`` value 5, Linux >= 4.0)."""
     try:
@@ -66,11 +74,16 @@ def command_name(pid: int) -> str:
     return "?"
 
 
-@dataclass
-class Sample:
-    """CPU seconds per pid at one moment."""
+def machine_seconds() -> tuple[float, float]:
+    """CPU time of the whole machine (all cores, /proc/stat): (processes, interrupts).
 
-    cpu: dict[int, float]
+    Processes = user + nice + system; interrupts = irq + softirq (on loopback most of the
+    network stack runs in softirq, which no process is charged for).
+    """
+    with open("/proc/stat") as fh:
+        fields = fh.readline().split()[1:]
+    ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (ticks[0] + ticks[1] + ticks[2]) / CLOCK_TICKS, (ticks[5] + ticks[6]) / CLOCK_TICKS
 
 
 class Meter:
@@ -81,7 +94,9 @@ class Meter:
         self.roots = groups
         self.members: dict[str, list[int]] = {}
         self.before: dict[int, float] = {}
-        self.after: dict[int, float] = {}
+        self.machine_before = (0.0, 0.0)
+        self.process_s = 0.0  # all processes of the machine, over the interval
+        self.interrupt_s = 0.0
 
     def start(self) -> None:
         self.members = {
@@ -93,20 +108,27 @@ class Meter:
                 with contextlib.suppress(OSError):
                     self.before[pid] = cpu_seconds(pid)
                 reset_peak_rss(pid)
+        self.machine_before = machine_seconds()
 
     def stop(self) -> dict[str, dict[str, float | int]]:
-        """Per group: CPU seconds (all, busiest process), processes, peak RSS (KiB, sum and max)."""
+        """Per group: CPU seconds (all, busiest process), processes, peak RSS (KiB, sum and
+        largest process) and PSS now (KiB, summed: shared memory counted once)."""
+        processes, interrupts = machine_seconds()
+        self.process_s = processes - self.machine_before[0]
+        self.interrupt_s = interrupts - self.machine_before[1]
         result: dict[str, dict[str, float | int]] = {}
         for name, pids in self.members.items():
             used = 0.0
             busiest = 0.0
             hwm_sum = 0
             hwm_max = 0
+            pss = 0
             for pid in pids:
                 with contextlib.suppress(OSError):
                     spent = cpu_seconds(pid) - self.before.get(pid, 0.0)
                     used += spent
                     busiest = max(busiest, spent)
+                pss += pss_kib(pid)
                 hwm = status_kib(pid, "VmHWM")
                 hwm_sum += hwm
                 hwm_max = max(hwm_max, hwm)
@@ -116,5 +138,6 @@ class Meter:
                 "processes": len(pids),
                 "peak_rss_kib_sum": hwm_sum,
                 "peak_rss_kib_max": hwm_max,
+                "pss_kib": pss,
             }
         return result

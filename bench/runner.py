@@ -18,7 +18,7 @@ from tests.e2e.harness.sipua import free_udp_port
 from .analysis import Deliveries, Record, analyse
 from .layout import Plan, Pool, Shape
 from .load import SippResult, run_sipp
-from .procs import Meter
+from .procs import Meter, machine_seconds
 from .receivers import RECORD
 
 HERE = Path(__file__).resolve().parent
@@ -200,6 +200,7 @@ class Step:
     sipp_failed: int
     sipp_retransmissions: int
     sipp_unexpected_replies: int
+    refused_503: int
     sent_rate: float  # messages/s sipp actually sent
     offered_deliveries_per_s: float
     deliveries_per_s: float
@@ -208,9 +209,28 @@ class Step:
     max_ms: float | None
     cpu_us_per_delivery: dict[str, float] = field(default_factory=dict)
     cpu_utilisation: dict[str, float] = field(default_factory=dict)  # busiest process, 0-1
-    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)  # largest process's VmHWM
+    pss_mib: dict[str, float] = field(default_factory=dict)  # all processes, at the end
     processes: dict[str, int] = field(default_factory=dict)
+    # cores' worth of CPU over the step: other processes of the machine (interference),
+    # and irq+softirq (loopback networking, charged to no process)
+    other_processes_cores: float = 0.0
+    softirq_cores: float = 0.0
     sipp_command: list[str] = field(default_factory=list)
+
+
+def wait_until_quiet(limit: float = 90.0, threshold: float = 0.15) -> float:
+    """Wait (at most ``limit`` s) until the machine's processes use < ``threshold`` cores
+    over a second; returns the last such load."""
+    deadline = time.monotonic() + limit
+    load = 0.0
+    while time.monotonic() < deadline:
+        before = machine_seconds()[0]
+        time.sleep(1.0)
+        load = machine_seconds()[0] - before
+        if load < threshold:
+            break
+    return load
 
 
 @dataclass
@@ -224,6 +244,9 @@ class Settings:
     max_steps: int = 12
     max_deliveries_per_s: float = 80_000.0
     min_deliveries_per_s: float = 200.0
+    # other processes busier than this (cores) during a step: the step is run again
+    disturbed: float = 0.25
+    retries: int = 2
 
 
 class Runner:
@@ -252,6 +275,7 @@ class Runner:
         groups["receivers"] = self.receivers.pids
         meter = Meter(groups)
         meter.start()
+        began = time.monotonic()
         target = system.target if system is not None else ("127.0.0.1", 5060)
         calls = max(1, round(rate * duration)) if rate is not None else None
         sipp = run_sipp(
@@ -268,8 +292,13 @@ class Runner:
         )
         self.receivers.wait_quiet()
         usage = meter.stop()
+        interval = time.monotonic() - began
+        ours = sum(float(u["cpu_s"]) for u in usage.values()) + sipp.cpu_s
         d = analyse(self.receivers.records(), plan, sipp.created)
-        return self._step(arm, shape, rate, window, duration, calls, sipp, d, usage)
+        step = self._step(arm, shape, rate, window, duration, calls, sipp, d, usage)
+        step.other_processes_cores = round(max(0.0, meter.process_s - ours) / interval, 2)
+        step.softirq_cores = round(meter.interrupt_s / interval, 2)
+        return step
 
     def _step(
         self,
@@ -294,6 +323,8 @@ class Runner:
         if sipp.failed:
             why = ", ".join(f"{k} {v}" for k, v in sipp.failures.items()) or "?"
             reasons.append(f"{sipp.failed} messages failed at the sender ({why})")
+        if sipp.refused:
+            reasons.append(f"{sipp.refused} messages refused with 503")
         if sipp.retransmissions:
             reasons.append(f"{sipp.retransmissions} sender retransmissions")
         if d.lost:
@@ -323,8 +354,9 @@ class Runner:
             for name, u in measured.items()
         }
         util["sipp"] = round(sipp.cpu_s / interval, 2)
-        rss = {name: round(int(u["peak_rss_kib_sum"]) / 1024, 1) for name, u in measured.items()}
+        rss = {name: round(int(u["peak_rss_kib_max"]) / 1024, 1) for name, u in measured.items()}
         rss["sipp"] = round(sipp.max_rss_kib / 1024, 1)
+        pss = {name: round(int(u["pss_kib"]) / 1024, 1) for name, u in measured.items()}
         p50, p99 = d.percentile(50), d.percentile(99)
         return Step(
             arm=arm,
@@ -345,6 +377,7 @@ class Runner:
             sipp_failed=sipp.failed,
             sipp_retransmissions=sipp.retransmissions,
             sipp_unexpected_replies=sipp.unexpected,
+            refused_503=sipp.refused,
             sent_rate=round(sent_rate, 1),
             offered_deliveries_per_s=round((rate or 0) * fanout, 1),
             deliveries_per_s=round(deliveries / elapsed, 1) if elapsed > 0 else 0.0,
@@ -354,6 +387,7 @@ class Runner:
             cpu_us_per_delivery=cpu_us,
             cpu_utilisation=util,
             peak_rss_mib=rss,
+            pss_mib=pss,
             processes={name: int(u["processes"]) for name, u in measured.items()},
             sipp_command=sipp.command,
         )
@@ -375,6 +409,7 @@ class ArmResult:
     first_step: Step | None = None  # the first rate tried (B starts at A's edge)
     closed: Step | None = None
     steps: list[Step] = field(default_factory=list)
+    disturbed: list[Step] = field(default_factory=list)  # re-run: others used the CPU
     restarts: int = 0
     started_in_s: float = 0.0
     commands: list[str] = field(default_factory=list)
@@ -390,9 +425,10 @@ def _show(step: Step) -> str:
     verdict = "clean" if step.clean else "NOT clean: " + "; ".join(step.reasons)
     p = f"p50 {step.p50_ms} ms p99 {step.p99_ms} ms" if step.p99_ms is not None else "no latency"
     cpu = " ".join(f"{k} {v}us" for k, v in step.cpu_us_per_delivery.items())
+    other = f", others {step.other_processes_cores} cores" if step.other_processes_cores else ""
     return (
         f"    {step.arm:>4} {step.shape:>6} {what:>16}: {step.deliveries_per_s:>9.0f} del/s, "
-        f"{p}, cpu/delivery {cpu} -- {verdict}"
+        f"{p}, cpu/delivery {cpu}{other} -- {verdict}"
     )
 
 
@@ -436,12 +472,26 @@ def run_arm(
             system.stop()
         up = False
 
+    def measured(**kwargs: Any) -> Step:
+        """One step; again (after a pause) while other processes disturbed it."""
+        for attempt in range(s.retries + 1):
+            if not up:
+                boot()
+            st = runner.measure(result.arm, system, plan, shape, direct=direct, **kwargs)
+            if st.other_processes_cores <= s.disturbed or attempt == s.retries:
+                return st
+            result.disturbed.append(st)
+            runner.log(
+                f"    (disturbed: other processes used {st.other_processes_cores} cores; "
+                "waiting for a quiet machine and repeating)"
+            )
+            if system is not None:
+                down()
+            wait_until_quiet()
+        raise AssertionError("unreachable")
+
     def step(rate: float) -> bool:
-        if not up:
-            boot()
-        st = runner.measure(
-            result.arm, system, plan, shape, rate=rate, duration=s.duration, direct=direct
-        )
+        st = measured(rate=rate, duration=s.duration)
         result.steps.append(st)
         if result.first_step is None:
             result.first_step = st
@@ -500,11 +550,7 @@ def run_arm(
             ]
             result.edge_step = clean_at_top[-1]
         if closed_loop:
-            if not up:
-                boot()
-            st = runner.measure(
-                result.arm, system, plan, shape, window=s.window, duration=s.closed_duration
-            )
+            st = measured(window=s.window, duration=s.closed_duration)
             result.closed = st
             runner.log(_show(st))
     except Exception as exc:  # reported in the results; the run goes on

@@ -13,6 +13,9 @@ members each (the first one owner).  For each size the sidecar is started cold:
 RSS per million members is the slope of a least-squares line through RSS against the
 number of members over all measured sizes (the fixed cost of the interpreter and
 libraries is the intercept), and the RSS at one million members measured directly.
+
+For reference, Kamailio 5.6 imc (db_text, the engine cfg) is started with a few small
+sizes: its start-up grows with rooms × members (:func:`kamailio_points`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ from typing import Any
 from tests.e2e.sidecar_process import free_port
 
 from .layout import DOMAIN, create_sqlite
-from .procs import status_kib
-from .systems import Sidecar
+from .procs import descendants, pss_kib, status_kib
+from .runner import wait_until_quiet
+from .systems import KamailioImc, Sidecar
 
 MEMBERS_PER_ROOM = 10
 
@@ -47,8 +51,17 @@ class ScalePoint:
 
 
 @dataclass
+class KamailioPoint:
+    rooms: int
+    members: int
+    startup_s: float
+    pss_mib: float
+
+
+@dataclass
 class ScaleResult:
     points: list[ScalePoint] = field(default_factory=list)
+    kamailio: list[KamailioPoint] = field(default_factory=list)
     list_rooms_rooms: int = 0
     list_rooms_s: list[float] = field(default_factory=list)
     list_rooms_bytes: int = 0
@@ -106,7 +119,61 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return my - b * mx, b
 
 
-def run_scale(workdir: Path, sizes: list[int], repeats: int = 5, log: Any = print) -> ScaleResult:
+def kamailio_points(
+    workdir: Path, sizes: list[int], log: Any, quiet: bool = True
+) -> list[KamailioPoint]:
+    """Kamailio 5.6 imc on db_text (the bench's engine cfg) with the same rooms, for scale.
+
+    imc reads each room's members with its own query, and db_text answers every query
+    with a scan of the whole members table, so start-up grows with rooms x members.
+    """
+    points = []
+    for rooms in sizes:
+        room_rows = [(f"chat-{n}", DOMAIN, 0) for n in range(rooms)]
+        member_rows = [
+            (f"u{n}x{j}", DOMAIN, f"sip:chat-{n}@{DOMAIN}", 1 if j == 0 else 0)
+            for n in range(rooms)
+            for j in range(MEMBERS_PER_ROOM)
+        ]
+        k = KamailioImc(
+            workdir / f"kamailio-{rooms}",
+            "engine",
+            room_rows,
+            member_rows,
+            children=2,
+            shm_mb=1024,
+            start_timeout=120,
+        )
+        if quiet:
+            wait_until_quiet(limit=30)
+        k.start()
+        try:
+            pids = descendants(k.groups()["kamailio"][0])
+            point = KamailioPoint(
+                rooms=rooms,
+                members=rooms * MEMBERS_PER_ROOM,
+                startup_s=round(k.started_in, 3),
+                pss_mib=round(sum(pss_kib(p) for p in pids) / 1024, 1),
+            )
+        finally:
+            k.stop(timeout=0.5)  # not waiting for imc to write every room back to db_text
+        points.append(point)
+        log(
+            f"    Kamailio imc, {rooms:>5} rooms x {MEMBERS_PER_ROOM}: start-up "
+            f"{point.startup_s} s, PSS {point.pss_mib} MiB"
+        )
+    return points
+
+
+def run_scale(
+    workdir: Path,
+    sizes: list[int],
+    repeats: int = 5,
+    log: Any = print,
+    kamailio_sizes: tuple[int, ...] = (),
+    quiet: bool = True,
+) -> ScaleResult:
+    """Start the sidecar cold on each size; ``quiet``: first wait for an idle machine."""
     result = ScaleResult()
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -117,6 +184,8 @@ def run_scale(workdir: Path, sizes: list[int], repeats: int = 5, log: Any = prin
             port = free_port() if largest else None
             sidecar = Sidecar(workdir / f"run-{rooms}", None, None, rpc_http_port=port, db_path=db)
             sidecar.workdir.mkdir(parents=True, exist_ok=True)
+            if quiet:
+                wait_until_quiet(limit=30)
             sidecar.start()
             try:
                 assert sidecar.proc is not None
@@ -147,6 +216,7 @@ def run_scale(workdir: Path, sizes: list[int], repeats: int = 5, log: Any = prin
             finally:
                 sidecar.stop()
             db.unlink(missing_ok=True)
+        result.kamailio = kamailio_points(workdir, list(kamailio_sizes), log, quiet)
         xs = [float(p.members) for p in result.points]
         ys = [p.rss_mib for p in result.points]
         if len(xs) >= 2:

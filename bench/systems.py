@@ -83,9 +83,11 @@ class KamailioImc:
         *,
         children: int,
         shm_mb: int,
+        start_timeout: float = 30.0,
     ) -> None:
         self.workdir = workdir
         self.mode = mode
+        self.start_timeout = start_timeout
         self.rooms = rooms
         self.members = members
         self.children = children
@@ -122,12 +124,12 @@ class KamailioImc:
             self._cfg(), self.workdir, self.target, name=f"imc-{self.mode}", shm_mb=self.shm_mb
         )
         began = time.monotonic()
-        self.kamailio.start(timeout=30)
+        self.kamailio.start(timeout=self.start_timeout)
         self.started_in = time.monotonic() - began
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         if self.kamailio is not None:
-            self.kamailio.stop()
+            self.kamailio.stop(timeout=timeout)
 
     def groups(self) -> dict[str, list[int]]:
         assert self.kamailio is not None
