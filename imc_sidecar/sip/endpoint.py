@@ -347,8 +347,9 @@ class SipEndpoint:
         proxy = self._proxy
         request_ids = self._ids.request_ids
         start = self._layer.client_start
+        targets = self._targets
         for request_uri in request_uris:
-            target = self._target(request_uri)
+            target = targets.get(request_uri) or self._target(request_uri)
             hop = proxy or target[0]
             if isinstance(hop, tuple):
                 self._deferred.append((now, RequestCompleted(context, *hop)))
