@@ -172,6 +172,11 @@ class Sidecar:
             assert self.endpoint is not None
             self.endpoint.reply(event.handle, 503, reason, self._now())
             return
+        if self.admission.refusing(self._pending()) and not self.engine.is_command(request.body):
+            # Still overloaded: refuse a text before spending anything more on it.
+            self.admission.refuse()
+            self._refuse(event.handle)
+            return
         chat = ChatRequest(
             request_uri=request.uri,
             from_uri=request.from_uri,
@@ -188,15 +193,17 @@ class Sidecar:
             # A chat text: its copies go out only if the backlog allows (overload.py).
             copies = sum(len(out.recipients) for out in outcome.messages)
             if not self.admission.admit(self._pending(), copies, self._now()):
-                self.stats.refused_messages += 1
-                assert self.endpoint is not None
-                self.endpoint.reply(
-                    event.handle, 503, "Service Unavailable", self._now(),
-                    [("Retry-After", str(RETRY_AFTER))],
-                )
+                self._refuse(event.handle)
                 return
         self.stats.count_command(outcome.command, outcome.rc)
         self._complete(outcome, event.handle)
+
+    def _refuse(self, handle: ServerHandle) -> None:
+        self.stats.refused_messages += 1
+        assert self.endpoint is not None
+        self.endpoint.reply(
+            handle, 503, "Service Unavailable", self._now(), [("Retry-After", str(RETRY_AFTER))]
+        )
 
     def _pending(self) -> int:
         """MESSAGEs sent and not answered yet (the overload measure)."""

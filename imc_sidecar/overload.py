@@ -46,6 +46,15 @@ class Admission:
         self._episode_refused = 0
         self.episodes: list[AdmissionReport] = []  # the last few, for tests and logs
 
+    def refusing(self, pending: int) -> bool:
+        """Overloaded, and the backlog still above `resume_at`: `admit` would refuse any
+        text, so the caller may refuse one before even looking at it (then `refuse()`)."""
+        return self.overloaded_since is not None and pending > self.resume_at
+
+    def refuse(self) -> None:
+        """Count a text refused without asking `admit`."""
+        self._refuse()
+
     def admit(self, pending: int, copies: int, now: float) -> bool:
         """May a chat text with `copies` MESSAGEs start, with `pending` unanswered?"""
         if self.limit == 0:

@@ -90,6 +90,10 @@ class ImcEngine:
 
     # -- requests ----------------------------------------------------------------------
 
+    def is_command(self, body: bytes) -> bool:
+        """Whether `handle` would take this body for a command rather than a chat text."""
+        return body.startswith(self._start)
+
     def handle(self, request: ChatRequest) -> Outcome:
         if not request.body:
             return _failed(RC_BAD_REQUEST, Reason.EMPTY_BODY, None)

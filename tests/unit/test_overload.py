@@ -57,3 +57,15 @@ def test_admitted_work_never_exceeds_the_limit_unless_idle(
             assert pending + copies > limit or pending > admission.resume_at
     assert admission.refused == refused
     assert sum(e.refused for e in admission.episodes) <= refused
+
+
+def test_refusing_says_what_admit_would_do_for_any_text() -> None:
+    admission = Admission(100)
+    assert not admission.refusing(pending=10_000)  # not overloaded yet: admit decides
+    assert not admission.admit(pending=100, copies=1, now=0.0)
+    assert admission.refusing(pending=76)
+    admission.refuse()
+    assert admission.refused == 2
+    assert not admission.refusing(pending=75)
+    assert admission.admit(pending=75, copies=1, now=1.0)
+    assert admission.episodes == [AdmissionReport(began=0.0, ended=1.0, refused=2)]
