@@ -13,6 +13,7 @@ sidecar CPU µs per delivery, sipp failures, lost and retransmitted deliveries.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -178,6 +180,16 @@ def main() -> int:
             )
         cpu0 = cpu_times(sidecar.pid)
         t0 = time.monotonic()
+        peak = [0]
+        stop_polling = threading.Event()
+
+        def poll() -> None:  # the overload measure, twice a second
+            while not stop_polling.wait(0.5):
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    peak[0] = max(peak[0], stats(rpc_port).get("pending_deliveries", 0))
+
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
         sipp = subprocess.run(
             [
                 shutil.which("sipp") or "sipp", f"127.0.0.1:{sip_port}",
@@ -191,6 +203,7 @@ def main() -> int:
             cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         elapsed = time.monotonic() - t0
+        stop_polling.set()
         # Wait for the last deliveries (and any retransmission timers) to settle.
         expected = total * (args.members - 1)
         deadline = time.monotonic() + 10
@@ -231,6 +244,8 @@ def main() -> int:
             "user_us": round(user * 1e6 / max(got, 1), 1),
             "sys_us": round(system * 1e6 / max(got, 1), 1),
             "rss_kib": rss_kib(sidecar.pid),
+            "peak_pending": peak[0],
+            "refused": delta.get("refused_messages"),
             "clean": sipp.returncode == 0 and failed_calls == 0 and got == expected
             and retrans == 0 and delta.get("failed_deliveries") == 0,
         }
