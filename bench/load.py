@@ -42,7 +42,7 @@ _ROOM_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv response="503" optional="true" next="refused"/>
+  <recv response="503" optional="true" timeout="3000" next="refused"/>
   <recv response="200" timeout="3000"/>
   <label id="refused"/>
 </scenario>
@@ -74,7 +74,7 @@ _DIRECT_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 
     ]]>
   </send>
-  <recv response="503" optional="true" next="refused"/>
+  <recv response="503" optional="true" timeout="3000" next="refused"/>
   <recv response="200" timeout="3000"/>
   <label id="refused"/>
 </scenario>
@@ -97,6 +97,7 @@ class SippResult:
     max_rss_kib: int
     stats: dict[str, str] = field(default_factory=dict)
     stderr: str = ""
+    hung: bool = False
 
     @property
     def failures(self) -> dict[str, int]:
@@ -169,6 +170,7 @@ def run_sipp(
         "-cp", str(control_port),
         "-nostdin",
         "-trace_stat", "-stf", str(stat), "-fd", "3600", "-trace_counts",
+        "-recv_timeout", "3000",
         "-buff_size", str(4 * 1024 * 1024),
         "-max_socket", "1024",
     ]  # fmt: skip
@@ -185,8 +187,23 @@ def run_sipp(
     err_path = workdir / "sipp.err"
     with open(workdir / "sipp.out", "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=workdir)
+        # sipp's own -timeout has been seen not to fire (a run that stopped creating
+        # calls short of -m kept waiting): a wall-clock limit of our own
+        limit = began + (duration or 0) + (calls / rate if calls and rate else 0) + 45
+        hung = False
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.monotonic() > limit:
+                    if hung:
+                        proc.send_signal(signal.SIGKILL)
+                    else:
+                        hung = True
+                        proc.send_signal(signal.SIGTERM)
+                        limit += 5
+                time.sleep(0.02)
         except BaseException:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
@@ -216,5 +233,7 @@ def run_sipp(
         cpu_s=usage.ru_utime + usage.ru_stime,
         max_rss_kib=usage.ru_maxrss,
         stats=stats,
-        stderr=err_path.read_text(errors="replace")[-2000:],
+        stderr=("sipp did not finish in time and was stopped; " if hung else "")
+        + err_path.read_text(errors="replace")[-2000:],
+        hung=hung,
     )

@@ -264,6 +264,34 @@ def _comparison_table(comp: dict[str, Any]) -> list[str]:
     return lines
 
 
+def summary_table(report: dict[str, Any]) -> list[str]:
+    """Both comparisons in one table: Kamailio (A) against the sidecar (B), per shape."""
+    lines = [
+        "| comparison | shape | clean edge, deliveries/s: Kamailio → sidecar | B/A "
+        "| p99 ms at Kamailio's edge: Kamailio / sidecar "
+        "| CPU µs per delivery at the edge: Kamailio / sidecar "
+        "| closed loop (window 10), deliveries/s: Kamailio / sidecar |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for cname, comp in report["comparisons"].items():
+        for shape, pair in comp.items():
+            a, b, r = pair["A"], pair["B"], pair["ratios"]
+            a_edge, b_edge, b_first = a.get("edge_step"), b.get("edge_step"), b.get("first_step")
+            mark = "" if not b_first or b_first["clean"] else " ✗"
+            b_cpu = _cpu_cell(b_edge, "sidecar")
+            lines.append(
+                f"| {cname} | {shape} "
+                f"| {_f(a.get('edge_deliveries_per_s'))} → {_f(b.get('edge_deliveries_per_s'))} "
+                f"| **{_f(r['edge_deliveries_per_s'], 2)}** "
+                f"| {_f(a_edge and a_edge['p99_ms'], 1)} / {_f(b_first and b_first['p99_ms'], 1)}"
+                f"{mark} "
+                f"| {_cpu_cell(a_edge, 'kamailio')} / {b_cpu} "
+                f"| {_f(a['closed'] and a['closed']['deliveries_per_s'])} / "
+                f"{_f(b['closed'] and b['closed']['deliveries_per_s'])} |"
+            )
+    return lines
+
+
 def _steps_table(report: dict[str, Any]) -> list[str]:
     lines = [
         "| comparison | shape | arm | rate msg/s | deliveries/s | p50 / p99 ms "
@@ -316,6 +344,16 @@ def render_markdown(report: dict[str, Any]) -> str:
         "load generator.",
         "",
     ]
+    if report["comparisons"]:
+        out += [
+            "## Summary",
+            "",
+            *summary_table(report),
+            "",
+            "(✗: the sidecar was not clean at Kamailio's edge rate; deployment CPU for the "
+            "sidecar arm is front Kamailio + sidecar.)",
+            "",
+        ]
     gen = report.get("generator")
     if gen:
         edge = gen.get("edge_step")

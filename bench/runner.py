@@ -318,6 +318,8 @@ class Runner:
         reasons = []
         if sipp.returncode not in (0, 1) and not (window is not None and sipp.returncode == 97):
             reasons.append(f"sipp exited {sipp.returncode}: {sipp.stderr[-300:]!r}")
+        if sipp.hung:
+            reasons.append("sipp did not finish in time (stopped)")
         if calls is not None and sipp.created != calls:
             reasons.append(f"sipp created {sipp.created} of {calls} messages")
         if sipp.failed:
