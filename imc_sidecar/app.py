@@ -81,8 +81,14 @@ class Sidecar:
             self.store = await Store.open(
                 self.settings.db_url, self.settings.rooms_table, self.settings.members_table
             )
-            rooms = await self.store.load()
-            self.engine.load(rooms)
+            # A bulk load creates millions of objects and no garbage: collector passes
+            # over them would cost seconds (_tune_gc then freezes them).
+            gc.disable()
+            try:
+                rooms = await self.store.load()
+                self.engine.load(rooms)
+            finally:
+                gc.enable()
             log.info("loaded %d rooms from the database", len(rooms))
         # RPC first: once the SIP "listening on" lines are logged, everything is up.
         await self.rpc.start()
@@ -243,6 +249,7 @@ class Sidecar:
         about to be replaced; writes already queued finish first.
         """
         assert self.store is not None
+        gc.unfreeze()  # the rooms about to be replaced must be collectable again
         try:
             while True:
                 try:
@@ -255,6 +262,7 @@ class Sidecar:
             engine = ImcEngine(self.engine.config)
             engine.load(rooms)
             self.engine = engine
+            gc.freeze()
             log.info("state reloaded from the database: %d rooms", len(rooms))
         finally:
             self._resync = None
@@ -310,6 +318,5 @@ def _tune_gc() -> None:
     out of the collector's sight (gc.freeze) so that full passes scale with the traffic,
     not with the number of rooms.
     """
-    gc.collect()
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
