@@ -23,11 +23,11 @@ from .message import (
     Request,
     Response,
     apply_received,
-    make_response,
     make_response_from_headers,
     parse_message,
     parse_via,
     response_address,
+    response_bytes,
     stamp_via,
 )
 from .transaction import (
@@ -301,8 +301,8 @@ class SipEndpoint:
         if handle._to_tag is None:
             handle._to_tag = self._ids.tag()  # the same tag for a 1xx and the final reply
         headers = [self._server_header] if extra is None else [*extra, self._server_header]
-        response = make_response(request, status, reason, to_tag=handle._to_tag, headers=headers)
-        self._layer.server_send(handle._txn, status, response.to_bytes(), now)
+        data = response_bytes(request, status, reason, to_tag=handle._to_tag, headers=headers)
+        self._layer.server_send(handle._txn, status, data, now)
         if status >= 200:
             handle._request = None
 

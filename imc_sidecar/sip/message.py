@@ -34,6 +34,7 @@ __all__ = [
     "parse_name_addr",
     "parse_via",
     "response_address",
+    "response_bytes",
     "stamp_via",
 ]
 
@@ -432,6 +433,42 @@ def make_response(
     return Response(
         status, reason, _response_headers(request.headers, status, tag, headers, to_has_tag), body
     )
+
+
+def response_bytes(
+    request: Request,
+    status: int,
+    reason: str,
+    *,
+    to_tag: str,
+    headers: Iterable[tuple[str, str]] = (),
+) -> bytes:
+    """`make_response(...).to_bytes()` without the objects in between (the reply to
+    every chat text goes through here).  Same bytes, same checks of `headers`."""
+    items = request.headers._items
+    # Validates names and values; Content-Length is framing, written below (as to_bytes).
+    extra = [item for item in Headers(headers)._items if item[0] != "content-length"]
+    lines = [f"SIP/2.0 {status} {reason}"]
+    lines.extend([f"{name}: {value}" for key, name, value in items if key == "via"])
+    for wanted in ("from", "to", "call-id", "cseq"):
+        for key, name, value in items:
+            if key == wanted:
+                if wanted == "to" and status > 100:
+                    parsed_to = request._to
+                    if parsed_to is None:
+                        try:
+                            has_tag = parse_name_addr(value, "To").tag is not None
+                        except ParseError:
+                            has_tag = True  # leave a To we cannot read as it is
+                    else:
+                        has_tag = parsed_to.tag is not None
+                    if not has_tag:
+                        value = f"{value};tag={to_tag}"
+                lines.append(f"{name}: {value}")
+                break
+    lines.extend([f"{name}: {value}" for _, name, value in extra])
+    lines.append("Content-Length: 0\r\n\r\n")
+    return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
 
 def make_response_from_headers(

@@ -14,9 +14,11 @@ from imc_sidecar.sip.message import (
     ParseError,
     Request,
     Response,
+    make_response,
     parse_message,
     parse_name_addr,
     parse_via,
+    response_bytes,
 )
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -241,3 +243,26 @@ def test_framer_arbitrary_bytes_raise_only_parse_error(chunks: list[bytes]) -> N
                     parse_message(message)
     except ParseError:
         pass
+
+
+@SLOW
+@given(
+    request=requests(),
+    status=st.sampled_from([100, 180, 200, 404, 503]),
+    reason=st.sampled_from(["OK", "Service Unavailable", "x y"]),
+    extra=st.lists(
+        st.sampled_from([("Server", "imc-sidecar"), ("Retry-After", "1"), ("Allow", "MESSAGE"),
+                         ("l", "9"), ("Content-Length", "7")]),
+        max_size=3,
+    ),
+    parsed=st.booleans(),
+)
+def test_response_bytes_equal_make_response(
+    request: Request, status: int, reason: str, extra: list[tuple[str, str]], parsed: bool
+) -> None:
+    if parsed:  # as the endpoint has it: parsed, so its first To is known already
+        reparsed = parse_message(request.to_bytes())
+        assert isinstance(reparsed, Request)
+        request = reparsed
+    expected = make_response(request, status, reason, to_tag="tt", headers=extra).to_bytes()
+    assert response_bytes(request, status, reason, to_tag="tt", headers=extra) == expected
