@@ -104,7 +104,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             f"engine {shape}: clean open-loop rate",
             ">= 2.0 x Kamailio",
-            f"{ratio} x ({b['edge_deliveries_per_s']} vs {a['edge_deliveries_per_s']} del/s)",
+            f"{_f(ratio, 2)} x ({_f(b['edge_deliveries_per_s'])} vs "
+            f"{_f(a['edge_deliveries_per_s'])} deliveries/s)",
             None if ratio is None else ratio >= 2.0,
             "" if ratio is None or ratio >= 2.0 else f"missed by {(1 - ratio / 2.0) * 100:.0f} %",
         )
@@ -115,9 +116,10 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         at = a.get("edge_rate")
         met = None if a_p99 is None or b_p99 is None else (b_p99 <= a_p99 and b_clean)
         add(
-            f"engine {shape}: p99 at Kamailio's edge ({at} msg/s)",
+            f"engine {shape}: p99 at Kamailio's edge ({_f(at)} msg/s)",
             "<= Kamailio's",
-            f"{b_p99} ms vs {a_p99} ms" + ("" if b_clean else " (sidecar not clean there)"),
+            f"{_f(b_p99, 1)} ms vs {_f(a_p99, 1)} ms"
+            + ("" if b_clean else " (sidecar not clean there)"),
             met,
         )
         cpu = _engine_cpu(b.get("edge_step"), "sidecar")
@@ -134,8 +136,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             f"deployment {shape}: clean open-loop rate",
             ">= 1.0 x Kamailio",
-            f"{ratio} x ({pair['B']['edge_deliveries_per_s']} vs "
-            f"{pair['A']['edge_deliveries_per_s']} del/s)",
+            f"{_f(ratio, 2)} x ({_f(pair['B']['edge_deliveries_per_s'])} vs "
+            f"{_f(pair['A']['edge_deliveries_per_s'])} deliveries/s)",
             None if ratio is None else ratio >= 1.0,
             "" if ratio is None or ratio >= 1.0 else f"missed by {(1 - ratio) * 100:.0f} %",
         )
@@ -156,9 +158,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     if scale and scale.get("points"):
         big = max(scale["points"], key=lambda p: p["rooms"])
         add(
-            f"start-up with {big['rooms']} rooms x 10 members",
+            f"start-up with {_f(big['rooms'])} rooms x 10 members",
             "<= 5 s",
-            f"{big['startup_s']} s",
+            f"{big['startup_s']:.1f} s",
             big["startup_s"] <= 5.0 if big["rooms"] >= 100_000 else None,
             "fewer rooms than the target's 100,000"
             if big["rooms"] < 100_000
@@ -169,9 +171,9 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
         if scale.get("list_rooms_s"):
             best = min(scale["list_rooms_s"])
             add(
-                f"imc.list_rooms over {scale['list_rooms_rooms']} rooms (HTTP)",
+                f"imc.list_rooms over {_f(scale['list_rooms_rooms'])} rooms (HTTP)",
                 "<= 1 s",
-                f"{best} s (best of {len(scale['list_rooms_s'])})",
+                f"{best:.2f} s (best of {len(scale['list_rooms_s'])})",
                 best <= 1.0 if scale["list_rooms_rooms"] >= 100_000 else None,
             )
         slope = scale.get("slope_mib_per_million")
@@ -179,7 +181,7 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             add(
                 "RSS per million members",
                 "<= 1024 MiB",
-                f"{slope} MiB (slope)",
+                f"{slope:,.0f} MiB (slope)",
                 slope <= 1024 if big["members"] >= 100_000 else None,
             )
     return rows

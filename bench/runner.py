@@ -543,6 +543,12 @@ def run_arm(
         # the edge is noisy: run the best rate once more
         if s.confirm and best is not None and len(result.steps) < s.max_steps + 1:
             step(best)
+        # no rate clean in every run (the repeat failed where the search began): go down
+        while s.confirm and edge() is None and len(result.steps) < s.max_steps + 3:
+            rate = min(outcomes) / math.sqrt(s.growth)
+            if rate < min_rate:
+                break
+            step(rate)
         top = edge()
         if top is not None:
             result.edge_rate = round(top, 1)
