@@ -2,7 +2,9 @@
 
 Every MESSAGE body carries its sipp call number and sipp's send time
 (``bench n<seq> r<row> t<date>\\t<time>\\t<epoch.usec>``), so a delivery can be matched to
-its send whatever Call-ID the engine gives it.  A MESSAGE not answered 200 within 3 s is
+its send whatever Call-ID the engine gives it.  Like a phone over UDP, sipp retransmits a
+MESSAGE that is not answered (``retrans="500"``: Timer E from T1 = 500 ms; without the
+attribute sipp 3.6 sends once).  A MESSAGE not answered 200 within 3 s is
 a failed call; any other final reply (500, ...) is a failed call too, except 503, which
 the scenario accepts and sipp counts (``-trace_counts``): a refusal the benchmark reports
 as such (it is still a failure of the step).
@@ -25,7 +27,7 @@ SIPP = os.environ.get("BENCH_SIPP", "/usr/bin/sipp")
 
 _ROOM_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="imc bench: room MESSAGE">
-  <send>
+  <send retrans="500">
     <![CDATA[
 
       MESSAGE sip:[field0]@{domain} SIP/2.0
@@ -57,7 +59,7 @@ _DIRECT_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       <setdest host="[$h]" port="5060" protocol="udp" />
     </action>
   </nop>
-  <send>
+  <send retrans="500">
     <![CDATA[
 
       MESSAGE sip:[field0]@[field1] SIP/2.0
