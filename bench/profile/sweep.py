@@ -27,10 +27,12 @@ def main() -> int:
     ap.add_argument("--shapes", default="10x10,1x100,100x5")
     ap.add_argument("--seconds", default="8")
     ap.add_argument("--start", type=int, default=0, help="skip this many steps per shape")
+    ap.add_argument("--rates", default=None, help="comma-separated rates (one shape)")
     args, extra = ap.parse_known_args()
     for shape in args.shapes.split(","):
         rooms, members = shape.split("x")
-        for rate in STEPS[shape][args.start:]:
+        steps = [int(r) for r in args.rates.split(",")] if args.rates else STEPS[shape]
+        for rate in steps[args.start:]:
             cmd = [sys.executable, str(HERE / "load.py"), "--rooms", rooms, "--members",
                    members, "--rate", str(rate), "--seconds", args.seconds, *extra]
             if args.code:
