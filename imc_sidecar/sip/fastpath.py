@@ -25,13 +25,13 @@ __all__ = ["ScannedResponse", "scan_response"]
 
 _TOKEN = rb"[A-Za-z0-9\-.!%*_+`'~]+"  # RFC 3261 token, as the full parser checks names
 _STATUS = re.compile(rb"SIP/2\.0 ([1-6][0-9][0-9]) ([^\r\n]*)\r\n")
-# A header line start not followed by `token:` (folding, a space before the colon, ...).
-_BAD_LINE = re.compile(rb"\r\n(?!" + _TOKEN + rb":)")
-# The header lines that matter are looked for in their usual spelling; any other
-# spelling of them (case, compact form) is left to the full parser.
-_ODD_NAME = re.compile(
-    rb"\r\n(?!(?:Via|CSeq|Call-ID|From|To|Content-Length):)"
-    rb"(?i:via|v|cseq|call-id|i|from|f|to|t|content-length|l):"
+# A header line that needs the full parser: one not `token:value` (folding, a space
+# before the colon, ...) or one of the header names that matter spelled other than
+# usual (case, compact form).  Lines are looked at from their LF (bare LFs are refused
+# before this runs).
+_ODD_LINE = re.compile(
+    rb"\n(?!(?:Via|CSeq|Call-ID|From|To|Content-Length):)"
+    rb"(?:(?i:via|v|cseq|call-id|i|from|f|to|t|content-length|l):|(?!" + _TOKEN + rb":))"
 )
 # The Via we write (branch first), as answered with or without received/rport filled in.
 _PLAIN_VIA = re.compile(
@@ -69,7 +69,7 @@ def scan_response(data: bytes) -> ScannedResponse | None:
     crlf = data.count(b"\r\n", 0, end)
     if data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf:
         return None
-    if _BAD_LINE.search(data, first, end) or _ODD_NAME.search(data, first, end):
+    if _ODD_LINE.search(data, first, end) is not None:
         return None
     at_via = data.find(b"\r\nVia:", first, end)
     at_cseq = data.find(b"\r\nCSeq:", first, end)
