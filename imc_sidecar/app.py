@@ -131,7 +131,8 @@ class Sidecar:
         return self._loop.time()
 
     def _on_data(self, data: bytes, peer: Peer) -> None:
-        """One datagram or framed message; the transport calls `_flush` after a batch."""
+        """One datagram or framed message; the transport calls `_flush` after a batch
+        (which also re-arms the timer)."""
         endpoint = self.endpoint
         if endpoint is None:
             return
@@ -141,6 +142,12 @@ class Sidecar:
         events = endpoint.receive(data, peer, now)
         if events:
             self._dispatch(events)
+            if isinstance(events[0], RequestReceived):
+                # A request's copies (and reply) leave now, not at the end of the batch:
+                # later datagrams in it must not hold up this fan-out's latency.
+                transmits = endpoint.transmits()
+                if transmits:
+                    self.transports.send_all(transmits)
 
     def _on_transport_error(self, peer: Peer) -> None:
         if self.endpoint is None:
