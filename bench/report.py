@@ -233,6 +233,8 @@ def _comparison_table(comp: dict[str, Any]) -> list[str]:
             edge = arm.get("edge_step")
             first = arm.get("first_step") if key == "B" else edge
             mark = "" if not first or first["clean"] else " ✗"
+            n_disturbed = len(arm.get("disturbed", []))
+            repeated = f"; {n_disturbed} disturbed, repeated" if n_disturbed else ""
             closed = arm.get("closed")
             name = (
                 "A Kamailio imc"
@@ -255,7 +257,7 @@ def _comparison_table(comp: dict[str, Any]) -> list[str]:
                 f"| {_cpu_cell(edge, arm['system'])} "
                 f"| {_f(edge and edge['cpu_utilisation'].get('receivers'), 2)} "
                 f"| {_rss_cell(edge, arm['system'])} "
-                f"| {len(arm['steps'])} ({arm['restarts']}) |"
+                f"| {len(arm['steps'])} ({arm['restarts']}){repeated} |"
             )
         r = pair["ratios"]
         lines.append(

@@ -216,6 +216,7 @@ class Step:
     # and irq+softirq (loopback networking, charged to no process)
     other_processes_cores: float = 0.0
     softirq_cores: float = 0.0
+    disturbed: bool = False  # still disturbed after the retries: ignored for the edge
     sipp_command: list[str] = field(default_factory=list)
 
 
@@ -246,7 +247,7 @@ class Settings:
     min_deliveries_per_s: float = 200.0
     # other processes busier than this (cores) during a step: the step is run again
     disturbed: float = 0.25
-    retries: int = 2
+    retries: int = 4
 
 
 class Runner:
@@ -480,7 +481,15 @@ def run_arm(
             if not up:
                 boot()
             st = runner.measure(result.arm, system, plan, shape, direct=direct, **kwargs)
-            if st.other_processes_cores <= s.disturbed or attempt == s.retries:
+            if st.other_processes_cores <= s.disturbed:
+                return st
+            if attempt == s.retries:
+                st.reasons.append(
+                    f"disturbed: other processes used {st.other_processes_cores} cores "
+                    "(not counted for the edge)"
+                )
+                st.clean = False
+                st.disturbed = True
                 return st
             result.disturbed.append(st)
             runner.log(
@@ -489,7 +498,7 @@ def run_arm(
             )
             if system is not None:
                 down()
-            wait_until_quiet()
+            wait_until_quiet(limit=240)
         raise AssertionError("unreachable")
 
     def step(rate: float) -> bool:
@@ -497,7 +506,8 @@ def run_arm(
         result.steps.append(st)
         if result.first_step is None:
             result.first_step = st
-        outcomes.setdefault(rate, []).append(st.clean)
+        if not st.disturbed:
+            outcomes.setdefault(rate, []).append(st.clean)
         runner.log(_show(st))
         if not st.clean and system is not None:
             down()  # an overloaded system is restarted before the next step
@@ -545,6 +555,8 @@ def run_arm(
             step(best)
         # no rate clean in every run (the repeat failed where the search began): go down
         while s.confirm and edge() is None and len(result.steps) < s.max_steps + 3:
+            if not outcomes:
+                break
             rate = min(outcomes) / math.sqrt(s.growth)
             if rate < min_rate:
                 break
@@ -554,7 +566,9 @@ def run_arm(
             result.edge_rate = round(top, 1)
             result.edge_deliveries_per_s = round(top * fanout, 1)
             clean_at_top = [
-                st for st in result.steps if st.rate is not None and abs(st.rate - top) < 1e-6
+                st
+                for st in result.steps
+                if st.rate is not None and abs(st.rate - top) < 1e-6 and st.clean
             ]
             result.edge_step = clean_at_top[-1]
         if closed_loop:
