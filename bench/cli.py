@@ -80,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="use bench/receivers.py even when bench/receiver.c can be compiled",
     )
+    p.add_argument(
+        "--member-net",
+        type=int,
+        default=1,
+        help="members live at 127.N.R.M:5060; N (default 1)",
+    )
     p.add_argument("--children", type=int, default=2, help="Kamailio UDP workers (default 2)")
     p.add_argument("--shm-mb", type=int, default=4096, help="Kamailio shared memory, MB")
     p.add_argument(
@@ -223,13 +229,14 @@ def run_comparisons(
     comparisons: list[str],
     settings: Settings,
 ) -> None:
-    pool = Pool(list(shapes) if args.quick else list(SHAPES) + list(shapes))
+    pool = Pool(list(shapes) if args.quick else list(SHAPES) + list(shapes), args.member_net)
     receivers = ReceiverPool(
         workdir / "receivers", pool, args.receiver_processes, python=args.python_receivers
     )
     receivers.start()
     report["settings"]["receivers"] = receivers.kind
     report["settings"]["member_sockets"] = len(pool.members)
+    report["settings"]["member_net"] = f"127.{args.member_net}.R.M"
     runner = Runner(workdir, receivers, settings)
     try:
         if not args.no_generator:

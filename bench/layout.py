@@ -1,6 +1,8 @@
 """Who is in which room: shapes, member addresses, the databases and sipp's input file.
 
-Member ``j`` of room ``r`` lives at ``127.1.r.(j+1)``, port 5060.  Member 0 of every room
+Member ``j`` of room ``r`` lives at ``127.N.r.(j+1)``, port 5060 (``N`` is 1 unless
+``--member-net`` says otherwise: the smoke test picks its own, so that it can run while a
+benchmark does).  Member 0 of every room
 is its sender (imc skips the sender when it fans a message out, so a message to a room
 of ``m`` members makes ``m - 1`` deliveries).
 
@@ -48,8 +50,8 @@ class Shape:
 SHAPES = (Shape(10, 10), Shape(1, 100), Shape(100, 5))
 
 
-def member_ip(room: int, index: int) -> str:
-    return f"127.1.{room}.{index + 1}"
+def member_ip(room: int, index: int, net: int = 1) -> str:
+    return f"127.{net}.{room}.{index + 1}"
 
 
 def member_user(room: int, index: int) -> str:
@@ -65,10 +67,11 @@ class Member:
     id: int
     room: int
     index: int
+    net: int = 1
 
     @property
     def ip(self) -> str:
-        return member_ip(self.room, self.index)
+        return member_ip(self.room, self.index, self.net)
 
     @property
     def user(self) -> str:
@@ -78,14 +81,16 @@ class Member:
 class Pool:
     """Every member address any shape needs; a member's id is stable across shapes."""
 
-    def __init__(self, shapes: list[Shape]) -> None:
+    def __init__(self, shapes: list[Shape], net: int = 1) -> None:
+        if not 1 <= net <= 254:
+            raise ValueError("member net: the second octet of 127.N.R.M, 1-254")
         ids: dict[tuple[int, int], int] = {}
         for shape in shapes:
             for room in range(shape.rooms):
                 for index in range(shape.members):
                     ids.setdefault((room, index), len(ids))
         self.ids = ids
-        self.members = [Member(i, r, j) for (r, j), i in ids.items()]
+        self.members = [Member(i, r, j, net) for (r, j), i in ids.items()]
 
     def member(self, room: int, index: int) -> Member:
         return self.members[self.ids[(room, index)]]

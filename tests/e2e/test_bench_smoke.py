@@ -1,7 +1,7 @@
 """Smoke test of the benchmark tool: ``bench/run --quick`` runs and reports both arms.
 
 It starts Kamailio 5.6 imc, the sidecar, the front Kamailio, sipp and the member
-endpoints (UDP sockets on 127.1.R.M:5060) exactly as the full benchmark does, at one low
+endpoints (UDP sockets on 127.N.R.M:5060) exactly as the full benchmark does, at one low
 rate for a few seconds.  Nothing about speed is asserted: only that the tool worked, that
 every arm delivered cleanly at that rate, and that the Markdown and JSON are well formed.
 """
@@ -9,6 +9,7 @@ every arm delivered cleanly at that rate, and that the Markdown and JSON are wel
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,9 @@ def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
             str(out),
             "--workdir",
             str(tmp_path / "work"),
+            # members on 127.N.R.M:5060 apart from a benchmark running meanwhile (N = 1)
+            "--member-net",
+            str(100 + os.getpid() % 150),
         ],
         cwd=REPO,
         capture_output=True,
