@@ -5,9 +5,11 @@ Every MESSAGE body carries its sipp call number and sipp's send time
 its send whatever Call-ID the engine gives it.  Like a phone over UDP, sipp retransmits a
 MESSAGE that is not answered (``retrans="500"``: Timer E from T1 = 500 ms; without the
 attribute sipp 3.6 sends once).  A MESSAGE not answered 200 within 3 s is
-a failed call; any other final reply (500, ...) is a failed call too, except 503, which
-the scenario accepts and sipp counts (``-trace_counts``): a refusal the benchmark reports
-as such (it is still a failure of the step).
+a failed call; any other final reply is a failed call too, except 503 and 500, which the
+scenario accepts and sipp counts (``-trace_counts``): refusals the benchmark reports as
+such (still failures of the step).  500 is how a refusal arrives through a proxy: tm
+turns a downstream 503 into 500 (RFC 3261 §16.7); the sidecar's other 500s (command
+errors) cannot happen to the benchmark's chat texts.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ _ROOM_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv response="503" optional="true" timeout="3000" next="refused"/>
+  <recv response="500" optional="true" timeout="3000" next="refused"/>
   <recv response="200" timeout="3000"/>
   <label id="refused"/>
 </scenario>
@@ -77,6 +80,7 @@ _DIRECT_SCENARIO = """<?xml version="1.0" encoding="ISO-8859-1" ?>
     ]]>
   </send>
   <recv response="503" optional="true" timeout="3000" next="refused"/>
+  <recv response="500" optional="true" timeout="3000" next="refused"/>
   <recv response="200" timeout="3000"/>
   <label id="refused"/>
 </scenario>
@@ -94,6 +98,7 @@ class SippResult:
     unexpected: int
     timeouts: int
     refused: int  # answered 503
+    refused_500: int  # answered 500 (a 503 from behind a proxy)
     elapsed: float
     cpu_s: float
     max_rss_kib: int
@@ -213,10 +218,11 @@ def run_sipp(
     elapsed = time.monotonic() - began
     proc.returncode = os.waitstatus_to_exitcode(status)
     stats = _stat_row(stat)
-    refused = 0
+    refused = refused_500 = 0
     for counts in workdir.glob("*_counts.csv"):
         row = _stat_row(counts)
         refused += sum(_int(row, k) for k in row if k.endswith("_503_Recv"))
+        refused_500 += sum(_int(row, k) for k in row if k.endswith("_500_Recv"))
         counts.unlink()
     return SippResult(
         command=cmd,
@@ -231,6 +237,7 @@ def run_sipp(
         + _int(stats, "FailedOutboundCongestion(C)")
         + _int(stats, "FailedTimeoutOnRecv(C)"),
         refused=refused,
+        refused_500=refused_500,
         elapsed=elapsed,
         cpu_s=usage.ru_utime + usage.ru_stime,
         max_rss_kib=usage.ru_maxrss,

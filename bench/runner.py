@@ -201,6 +201,7 @@ class Step:
     sipp_retransmissions: int
     sipp_unexpected_replies: int
     refused_503: int
+    refused_500: int
     sent_rate: float  # messages/s sipp actually sent
     offered_deliveries_per_s: float
     deliveries_per_s: float
@@ -328,6 +329,8 @@ class Runner:
             reasons.append(f"{sipp.failed} messages failed at the sender ({why})")
         if sipp.refused:
             reasons.append(f"{sipp.refused} messages refused with 503")
+        if sipp.refused_500:
+            reasons.append(f"{sipp.refused_500} messages refused with 500 (503 via a proxy)")
         if sipp.retransmissions:
             reasons.append(f"{sipp.retransmissions} sender retransmissions")
         if d.lost:
@@ -381,6 +384,7 @@ class Runner:
             sipp_retransmissions=sipp.retransmissions,
             sipp_unexpected_replies=sipp.unexpected,
             refused_503=sipp.refused,
+            refused_500=sipp.refused_500,
             sent_rate=round(sent_rate, 1),
             offered_deliveries_per_s=round((rate or 0) * fanout, 1),
             deliveries_per_s=round(deliveries / elapsed, 1) if elapsed > 0 else 0.0,
