@@ -13,12 +13,14 @@ import logging
 import time
 from collections.abc import Iterable
 
+from .delivery.pool import DeliveryPool
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import ChatRequest, InviteTicket, Outcome
 from .overload import RETRY_AFTER, Admission
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
+from .runtime import tune_gc
 from .settings import Settings
 from .sip.endpoint import (
     EndpointConfig,
@@ -32,6 +34,7 @@ from .sip.transport import SipTransports
 from .stats import Statistics
 from .store.repository import Store
 from .store.schema import check_fits
+from .wakeup import Wakeup
 
 __all__ = ["Sidecar"]
 
@@ -39,9 +42,6 @@ log = logging.getLogger("imc_sidecar")
 
 # How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
 _STOP_GRACE = 5.0
-# Cyclic GC: young-generation passes over 10k objects take about a millisecond (100k:
-# 25-35 ms, too long a pause for p99); older generations are visited rarely.
-_GC_THRESHOLDS = (10_000, 20, 100)
 # Transaction timers fire up to this late, so one wake-up serves many deadlines.
 _TIMER_SLACK = 0.005
 
@@ -67,8 +67,8 @@ class Sidecar:
         self.rpc = RpcServers(settings, build_registry(), self)
         self.transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self._wakeup: Wakeup | None = None
+        self.delivery: DeliveryPool | None = None
         self._batch_now: float | None = None  # the time of the batch being read
         self._writes: set[asyncio.Task[None]] = set()
         self._resync: asyncio.Task[None] | None = None
@@ -78,19 +78,13 @@ class Sidecar:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if self.settings.db_mode == 2:
-            self.store = await Store.open(
-                self.settings.db_url, self.settings.rooms_table, self.settings.members_table
-            )
-            # A bulk load creates millions of objects and no garbage: collector passes
-            # over them would cost seconds (_tune_gc then freezes them).
-            gc.disable()
-            try:
-                rooms = await self.store.load()
-                self.engine.load(rooms)
-            finally:
-                gc.enable()
-            log.info("loaded %d rooms from the database", len(rooms))
+        self._wakeup = Wakeup(self._loop, self._on_timer, _TIMER_SLACK)
+        # Workers start (import, bind) while the rooms load.
+        workers = self._loop.create_task(self._start_delivery())
+        try:
+            await self._load()
+        finally:
+            await workers
         # RPC first: once the SIP "listening on" lines are logged, everything is up.
         await self.rpc.start()
         await self.transports.start(self.settings.sip_listen)
@@ -100,7 +94,34 @@ class Sidecar:
         self.endpoint = SipEndpoint(
             EndpointConfig(via_address=via, outbound_proxy=self.settings.outbound_proxy)
         )
-        _tune_gc()
+        tune_gc()
+
+    async def _start_delivery(self) -> None:
+        count = self.settings.delivery_workers
+        udp = [listen for listen in self.settings.sip_listen if listen.transport == "udp"]
+        if not count or not udp:
+            return
+        pool = DeliveryPool(count, self._delivery_failed)
+        await pool.start(
+            udp[0].host, self.settings.outbound_proxy, self.settings.event_loop,
+            self.settings.log_level,
+        )
+        self.delivery = pool
+
+    async def _load(self) -> None:
+        if self.settings.db_mode == 2:
+            self.store = await Store.open(
+                self.settings.db_url, self.settings.rooms_table, self.settings.members_table
+            )
+            # A bulk load creates millions of objects and no garbage: collector passes
+            # over them would cost seconds (tune_gc then freezes them).
+            gc.disable()
+            try:
+                rooms = await self.store.load()
+                self.engine.load(rooms)
+            finally:
+                gc.enable()
+            log.info("loaded %d rooms from the database", len(rooms))
 
 
     async def stop(self) -> None:
@@ -113,12 +134,12 @@ class Sidecar:
             await asyncio.gather(*self._writes, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _STOP_GRACE
-        while self.endpoint is not None and self.endpoint.pending_requests and (
-            loop.time() < deadline
-        ):
+        while self._pending() and loop.time() < deadline:
             await asyncio.sleep(0.05)
-        if self._timer is not None:
-            self._timer.cancel()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        if self.delivery is not None:
+            await self.delivery.close()
         await self.transports.close()
         if self.store is not None:
             await self.store.close()
@@ -156,8 +177,6 @@ class Sidecar:
         self._flush()
 
     def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
         if self.endpoint is None:
             return
         self._dispatch(self.endpoint.handle_timer(self._now()))
@@ -170,12 +189,13 @@ class Sidecar:
                 continue
             # Every completion is for a MESSAGE we sent (chat copy, notice or invitation).
             if event.status >= 300:
-                self.stats.failed_deliveries += 1
-                if isinstance(event.context, InviteTicket):
-                    outcome = self.engine.invite_failed(
-                        event.context, event.status, event.reason
-                    )
-                    self._complete(outcome, None)
+                self._delivery_failed(event.context, event.status, event.reason)
+
+    def _delivery_failed(self, context: object, status: int, reason: str) -> None:
+        """A MESSAGE we sent (here or in a delivery worker) ended with `status` >= 300."""
+        self.stats.failed_deliveries += 1
+        if isinstance(context, InviteTicket):
+            self._complete(self.engine.invite_failed(context, status, reason), None)
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
@@ -221,7 +241,10 @@ class Sidecar:
 
     def _pending(self) -> int:
         """MESSAGEs sent and not answered yet (the overload measure)."""
-        return 0 if self.endpoint is None else self.endpoint.pending_requests
+        pending = 0 if self.endpoint is None else self.endpoint.pending_requests
+        if self.delivery is not None:
+            pending += self.delivery.in_flight
+        return pending
 
     # -- outbound ----------------------------------------------------------------------
 
@@ -280,51 +303,30 @@ class Sidecar:
         assert endpoint is not None
         now = self._now()
         extra = self.settings.extra_hdrs
+        delivery = self.delivery
         for out in outcome.messages:
             self.stats.sent_messages += len(out.recipients)
             headers = header_block(out, extra)
-            endpoint.send_many(out.recipients, out.from_uri, out.body, headers, out.invite, now)
+            recipients: tuple[str, ...] | list[str] = out.recipients
+            if delivery is not None:
+                # Copies that leave over UDP go to the room's worker; the rest stay here.
+                hop = endpoint.next_hop_transport
+                handed = [uri for uri in recipients if hop(uri) == "udp"]
+                if delivery.submit(handed, out.from_uri, out.body, headers, out.invite):
+                    recipients = [uri for uri in recipients if hop(uri) != "udp"]
+            if recipients:
+                endpoint.send_many(recipients, out.from_uri, out.body, headers, out.invite, now)
         if handle is not None:
             endpoint.reply(handle, outcome.status, outcome.reason, now)
 
     def _flush(self) -> None:
-        """Send what the endpoint queued and make sure its timer will run in time.
-
-        An armed timer that is due no later than needed is left alone, even when the next
-        deadline moved away: it fires, finds little or nothing due and re-arms.  Timers
-        run `_TIMER_SLACK` late so that one firing serves the many deadlines a fan-out
-        sets within that span.
-        """
+        """Send what the endpoint queued and make sure its timer will run in time."""
         self._batch_now = None
         endpoint = self.endpoint
         if endpoint is None:
             return
-        assert self._loop is not None
         transmits = endpoint.transmits()
         if transmits:
             self.transports.send_all(transmits)
-        deadline = endpoint.get_timer()
-        if deadline is None:
-            return
-        at = deadline + _TIMER_SLACK
-        if self._timer is not None:
-            assert self._timer_at is not None
-            if self._timer_at <= at:
-                return
-            self._timer.cancel()
-        self._timer_at = at
-        self._timer = self._loop.call_at(at, self._on_timer)
-
-
-def _tune_gc() -> None:
-    """Fewer, larger cyclic garbage collections.
-
-    The fan-out path allocates several small container objects per delivery, almost all
-    dead within milliseconds, while rooms and transactions (up to 64*T1 seconds of them)
-    live long: with the default thresholds (700, 10, 10) the collector ran hundreds of
-    times a second and its older-generation passes took up to 170 ms.  The state loaded
-    at start-up is moved out of the collector's sight (gc.freeze) so that full passes
-    scale with the traffic, not with the number of rooms.
-    """
-    gc.freeze()
-    gc.set_threshold(*_GC_THRESHOLDS)
+        assert self._wakeup is not None
+        self._wakeup.arm(endpoint.get_timer())

@@ -8,9 +8,10 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from .rpc.client_cli import add_rpc_arguments, run_rpc
+from .runtime import loop_factory
 from .settings import Settings, SettingsError, add_arguments, load_settings
 
 __all__ = ["main"]
@@ -51,20 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return runner.run(_serve(settings))
         return runner.run(_create_tables(settings))
-
-
-def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop `event_loop` asks for; None: asyncio's default."""
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 async def _serve(settings: Settings) -> int:

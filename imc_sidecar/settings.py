@@ -61,6 +61,7 @@ MIN_TOKEN_LENGTH = 16
 MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
 EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
 DEFAULT_MAX_PENDING = 5_000
+MAX_DELIVERY_WORKERS = 64
 _EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRANSPORTS = ("udp", "tcp")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -171,6 +172,10 @@ class Settings:
     """Overload limit: MESSAGEs sent and not yet answered above which new chat texts are
     refused with 503 and Retry-After (until the backlog is down to three quarters of
     it); commands are never refused.  0 turns the limit off."""
+    delivery_workers: int = 0
+    """Processes that send the copies of each fan-out over UDP and run their
+    transactions, each from a UDP port of its own (ephemeral, on the first UDP listen
+    host); 0: the sidecar sends them itself."""
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""
@@ -434,6 +439,11 @@ def _max_pending(raw: object) -> int:
     return _integer(raw, 0, 10_000_000, "must be an integer from 0 (no limit) to 10000000")
 
 
+def _delivery_workers(raw: object) -> int:
+    return _integer(raw, 0, MAX_DELIVERY_WORKERS,
+                    f"must be an integer from 0 (none) to {MAX_DELIVERY_WORKERS}")
+
+
 def _log_level(raw: object) -> str:
     text = _text(raw).strip().lower()
     if text not in _LOG_LEVELS:
@@ -485,6 +495,9 @@ _SPECS = (
     _Spec("max_pending_deliveries", _max_pending,
           f"refuse chat texts (503) above this many unanswered MESSAGEs sent (default "
           f"{DEFAULT_MAX_PENDING}; 0: no limit)", "N"),
+    _Spec("delivery_workers", _delivery_workers,
+          "processes that send fan-out copies over UDP, each from its own port "
+          "(default 0: the sidecar sends them)", "N"),
 )
 _ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
 _NAMES = tuple(spec.name for spec in _SPECS)

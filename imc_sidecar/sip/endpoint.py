@@ -407,6 +407,12 @@ class SipEndpoint:
             target = self._targets[uri] = (_hop(uri), written)
         return target
 
+    def next_hop_transport(self, request_uri: str) -> str | None:
+        """How a MESSAGE to `request_uri` would leave ("udp" or "tcp"); None if it
+        cannot be sent at all."""
+        hop = self._proxy or self._target(request_uri)[0]
+        return hop.transport if isinstance(hop, Peer) else None
+
     def transport_error(self, peer: Peer, now: float) -> list[RequestCompleted]:
         """The edge could not send to `peer`: every request in flight to it fails (503)."""
         return self._layer.client_transport_error(peer, now)

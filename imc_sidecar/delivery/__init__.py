@@ -1,0 +1,1 @@
+"""Delivery workers: processes that send fan-out copies beside the sidecar (worker.py)."""

@@ -1,0 +1,287 @@
+"""The sidecar's side of its delivery workers (worker.py): start, feed, account, stop.
+
+Every fan-out given to the pool is counted as in flight until its worker reports each
+copy ended, so the sidecar's overload measure and its clean-stop wait see the workers'
+copies as their own.  A room always goes to the same worker (by a hash of the room URI
+the copies come from), which keeps its copies in order.  A worker that dies has every
+copy it held counted as failed, and its rooms go to the workers left; with none left
+the sidecar sends the copies itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import sys
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from .wire import (
+    MAX_RECORD,
+    WireError,
+    decode_hello,
+    decode_report,
+    encode_job,
+)
+
+__all__ = ["DeliveryPool"]
+
+log = logging.getLogger("imc_sidecar.delivery")
+
+# Called for each copy that failed: (context given to submit or None, status, reason).
+FailureSink = Callable[[object, int, str], None]
+
+_START_TIMEOUT = 20.0  # seconds for a worker to import, bind and say hello
+_EXIT_TIMEOUT = 5.0
+_CHANNEL_BUFFER = 4 * 1024 * 1024  # the kernel caps it at net.core.wmem_max
+_WORKER_GONE = (503, "Delivery worker exited")
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    channel: socket.socket
+    process: asyncio.subprocess.Process
+    address: tuple[str, int] = ("", 0)
+    in_flight: int = 0  # copies handed over and not reported ended
+    contexts: dict[int, object] = field(default_factory=dict)  # token -> context
+    backlog: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # record, copies, token
+    alive: bool = True
+
+
+class DeliveryPool:
+    def __init__(self, count: int, on_failure: FailureSink) -> None:
+        if count < 1:
+            raise ValueError("a delivery pool needs at least one worker")
+        self._count = count
+        self._on_failure = on_failure
+        self._workers: list[_Worker] = []
+        self._live: list[_Worker] = []
+        self._next_token = 1
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._buffer = bytearray(MAX_RECORD)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(worker.in_flight for worker in self._workers)
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where the live workers send from (their Via)."""
+        return [worker.address for worker in self._live]
+
+    async def start(
+        self,
+        host: str,
+        outbound_proxy: str | None,
+        event_loop: str,
+        log_level: str,
+    ) -> None:
+        """Start every worker and wait until each is ready to send."""
+        self._loop = asyncio.get_running_loop()
+        try:
+            for index in range(self._count):
+                self._workers.append(
+                    await self._spawn(index, host, outbound_proxy, event_loop, log_level)
+                )
+            await asyncio.wait_for(
+                asyncio.gather(*(self._hello(worker) for worker in self._workers)),
+                _START_TIMEOUT,
+            )
+        except BaseException:
+            await self.close()
+            raise
+        for worker in self._workers:
+            self._loop.add_reader(worker.channel.fileno(), self._on_reports, worker)
+        self._live = list(self._workers)
+
+    async def _spawn(
+        self,
+        index: int,
+        host: str,
+        outbound_proxy: str | None,
+        event_loop: str,
+        log_level: str,
+    ) -> _Worker:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        for sock in (ours, theirs):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CHANNEL_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _CHANNEL_BUFFER)
+        ours.setblocking(False)
+        argv = [sys.executable, "-m", "imc_sidecar.delivery.worker",
+                "--channel-fd", str(theirs.fileno()), "--host", host,
+                "--event-loop", event_loop, "--log-level", log_level]
+        if outbound_proxy:
+            argv += ["--outbound-proxy", outbound_proxy]
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return _Worker(index, ours, process)
+
+    async def _hello(self, worker: _Worker) -> None:
+        assert self._loop is not None
+        record = await self._loop.sock_recv(worker.channel, 1024)
+        if not record:
+            code = await worker.process.wait()
+            raise RuntimeError(f"delivery worker {worker.index} exited at start (code {code})")
+        try:
+            hello = decode_hello(record)
+        except WireError as exc:
+            raise RuntimeError(f"delivery worker {worker.index}: {exc}") from None
+        worker.address = (hello.host, hello.port)
+        log.info(
+            "delivery worker %d (pid %d) sends from udp:%s:%d",
+            worker.index, worker.process.pid, hello.host, hello.port,
+        )
+
+    # -- handing over fan-outs -------------------------------------------------------------
+
+    def submit(
+        self,
+        recipients: Sequence[str],
+        from_uri: str,
+        body: bytes,
+        headers: bytes,
+        context: object,
+    ) -> bool:
+        """Hand one fan-out to the worker of its room; False: send it yourself."""
+        live = self._live
+        if not live or not recipients:
+            return False
+        worker = live[hash(from_uri) % len(live)]
+        token = 0
+        if context is not None:
+            token = self._next_token
+            self._next_token += 1
+        record = encode_job(token, from_uri, body, headers, tuple(recipients))
+        if not worker.backlog:
+            try:
+                worker.channel.send(record)
+            except (BlockingIOError, InterruptedError):
+                self._queue(worker, record, len(recipients), token)
+            except OSError as exc:
+                if exc.errno == errno.EMSGSIZE:
+                    return False  # too big for the channel: the sidecar sends this one
+                # The worker is gone; the reader will account for it.  Not handed over.
+                return False
+        else:
+            self._queue(worker, record, len(recipients), token)
+        worker.in_flight += len(recipients)
+        if token:
+            worker.contexts[token] = context
+        return True
+
+    def _queue(self, worker: _Worker, record: bytes, copies: int, token: int) -> None:
+        if not worker.backlog:
+            assert self._loop is not None
+            self._loop.add_writer(worker.channel.fileno(), self._drain, worker)
+        worker.backlog.append((record, copies, token))
+
+    def _drain(self, worker: _Worker) -> None:
+        backlog = worker.backlog
+        while backlog:
+            record, copies, token = backlog[0]
+            try:
+                worker.channel.send(record)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    break  # the worker is gone: the reader will see the end of the channel
+                backlog.popleft()
+                self._fail(worker, copies, token, (503, "Fan-out too large for a worker"))
+                continue
+            backlog.popleft()
+        assert self._loop is not None
+        self._loop.remove_writer(worker.channel.fileno())
+
+    # -- hearing back ----------------------------------------------------------------------
+
+    def _on_reports(self, worker: _Worker) -> None:
+        while True:
+            try:
+                size = worker.channel.recv_into(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                size = 0
+            if size == 0:
+                self._lost(worker)
+                return
+            try:
+                report = decode_report(bytes(self._buffer[:size]))
+            except WireError as exc:
+                log.error("delivery worker %d: %s", worker.index, exc)
+                continue
+            worker.in_flight -= report.completed
+            for token, status, reason in report.outcomes:
+                context = worker.contexts.pop(token, None) if token else None
+                if status >= 300:
+                    self._on_failure(context, status, reason)
+
+    def _fail(self, worker: _Worker, copies: int, token: int, why: tuple[int, str]) -> None:
+        worker.in_flight -= copies
+        context = worker.contexts.pop(token, None) if token else None
+        for _ in range(copies):
+            self._on_failure(context, *why)
+
+    def _lost(self, worker: _Worker) -> None:
+        """The worker's end of the channel closed: every copy it held has failed."""
+        if not worker.alive:
+            return
+        worker.alive = False
+        assert self._loop is not None
+        self._loop.remove_reader(worker.channel.fileno())
+        if worker.backlog:
+            self._loop.remove_writer(worker.channel.fileno())
+            worker.backlog.clear()
+        self._live = [w for w in self._workers if w.alive]
+        held = worker.in_flight
+        log.error(
+            "delivery worker %d (pid %d) is gone; %d copies it held count as failed; "
+            "%s", worker.index, worker.process.pid, held,
+            f"its rooms go to the {len(self._live)} left" if self._live
+            else "the sidecar sends every copy itself from now on",
+        )
+        for context in worker.contexts.values():
+            self._on_failure(context, *_WORKER_GONE)
+        for _ in range(held - len(worker.contexts)):
+            self._on_failure(None, *_WORKER_GONE)
+        worker.contexts.clear()
+        worker.in_flight = 0
+        worker.channel.close()
+
+    # -- stopping ------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the channels (each worker exits when it sees that) and reap them."""
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            if worker.alive:
+                with contextlib.suppress(ValueError, OSError):
+                    loop.remove_reader(worker.channel.fileno())
+                if worker.backlog:
+                    with contextlib.suppress(ValueError, OSError):
+                        loop.remove_writer(worker.channel.fileno())
+            worker.alive = False
+            worker.channel.close()
+        self._live = []
+        for worker in self._workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), _EXIT_TIMEOUT)
+            except TimeoutError:
+                log.error("delivery worker %d did not exit; killing it", worker.index)
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.kill()
+                await worker.process.wait()
+        self._workers = []

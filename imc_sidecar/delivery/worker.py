@@ -1,0 +1,229 @@
+"""A delivery worker: a process that sends fan-out copies and runs their transactions.
+
+The sidecar's main process owns every room, the database and every incoming request;
+sending a chat text's copies and matching each member's 200 is most of the work of a
+busy server and needs no state but the copies themselves, so it can run beside it on
+another core.  The sidecar hands a worker one *job* per fan-out (wire.py) and always
+gives a room's jobs to the same worker, so each room's copies leave in the order the
+room's messages were accepted.
+
+A worker sends from its own UDP socket (same host as the sidecar's listener, a port of
+its own, which its Via names, so the answers come back to it), retransmits, times out,
+and reports per batch how many copies ended and which of them failed.  It exits when
+the sidecar closes the channel: the sidecar waits for its copies before doing so at a
+clean stop, and a killed sidecar must not leave workers behind.  SIGINT and SIGTERM are
+ignored for the same reason: a Ctrl-C or a service manager signals the whole process
+group, and the sidecar decides when its workers are done.
+
+Run by the sidecar, not by hand:
+`python -m imc_sidecar.delivery.worker --channel-fd N --host HOST [--outbound-proxy URI]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+
+from ..runtime import loop_factory, tune_gc
+from ..sip.endpoint import (
+    EndpointConfig,
+    Peer,
+    RequestCompleted,
+    RequestReceived,
+    SipEndpoint,
+)
+from ..sip.transport import Listen, SipTransports
+from ..wakeup import Wakeup
+from .wire import MAX_RECORD, WireError, decode_job, encode_hello, encode_report
+
+__all__ = ["DeliveryWorker", "main"]
+
+log = logging.getLogger("imc_sidecar.delivery")
+
+_TIMER_SLACK = 0.005  # as in the sidecar: one wake-up serves a fan-out's deadlines
+_JOBS_PER_WAKEUP = 64
+_OUTCOMES_PER_REPORT = 2_000  # about 60 KB of report
+
+
+class DeliveryWorker:
+    def __init__(self, channel: socket.socket, host: str, outbound_proxy: str | None) -> None:
+        self._channel = channel
+        self._host = host
+        self._outbound_proxy = outbound_proxy
+        self._loop = asyncio.get_running_loop()
+        self._transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
+        self._endpoint: SipEndpoint | None = None
+        self._wakeup = Wakeup(self._loop, self._on_timer, _TIMER_SLACK)
+        self._buffer = bytearray(MAX_RECORD)
+        self._completed = 0
+        self._outcomes: list[tuple[int, int, str]] = []
+        self._report_blocked = False
+        self._closed = self._loop.create_future()
+        self._batch_now: float | None = None
+
+    async def run(self) -> None:
+        await self._transports.start([Listen("udp", self._host, 0)])
+        bound = self._transports.bound[0]
+        self._endpoint = SipEndpoint(
+            EndpointConfig(
+                via_address={"udp": (bound.host, bound.port)},
+                outbound_proxy=self._outbound_proxy,
+            )
+        )
+        self._channel.setblocking(False)
+        self._channel.send(encode_hello(bound.host, bound.port))
+        self._loop.add_reader(self._channel.fileno(), self._on_jobs)
+        tune_gc()
+        try:
+            await self._closed
+        finally:
+            self._loop.remove_reader(self._channel.fileno())
+            self._wakeup.cancel()
+            await self._transports.close()
+            self._channel.close()
+
+    # -- from the sidecar ----------------------------------------------------------------
+
+    def _on_jobs(self) -> None:
+        endpoint = self._endpoint
+        assert endpoint is not None
+        view = memoryview(self._buffer)
+        now = self._loop.time()
+        try:
+            for _ in range(_JOBS_PER_WAKEUP):
+                try:
+                    size = self._channel.recv_into(self._buffer)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    log.error("channel to the sidecar failed: %s", exc)
+                    size = 0
+                if size == 0:  # the sidecar closed the channel (or is gone)
+                    if not self._closed.done():
+                        self._closed.set_result(None)
+                    return
+                try:
+                    job = decode_job(view[:size])
+                except WireError as exc:
+                    log.error("%s; ignored", exc)
+                    continue
+                endpoint.send_many(
+                    job.recipients, job.from_uri, job.body, job.headers, job.token, now
+                )
+                # Each fan-out leaves at once, as in the sidecar (latency).
+                transmits = endpoint.transmits()
+                if transmits:
+                    self._transports.send_all(transmits)
+        finally:
+            view.release()
+            self._flush()
+
+    # -- from the network ------------------------------------------------------------------
+
+    def _on_data(self, data: bytes, peer: Peer) -> None:
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        now = self._batch_now
+        if now is None:
+            now = self._batch_now = self._loop.time()
+        events = endpoint.receive(data, peer, now)
+        if events:
+            self._record(events, now)
+
+    def _on_transport_error(self, peer: Peer) -> None:
+        if self._endpoint is not None:
+            self._record(self._endpoint.transport_error(peer, self._loop.time()), None)
+            self._flush()
+
+    def _on_timer(self) -> None:
+        if self._endpoint is not None:
+            self._record(self._endpoint.handle_timer(self._loop.time()), None)
+            self._flush()
+
+    def _record(
+        self, events: Sequence[RequestReceived | RequestCompleted], now: float | None
+    ) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                # Requests belong on the sidecar's listening port, not on this one.
+                assert self._endpoint is not None
+                self._endpoint.reply(
+                    event.handle, 403, "Delivery Port", now or self._loop.time()
+                )
+                continue
+            self._completed += 1
+            token = event.context
+            if event.status >= 300 or token:
+                self._outcomes.append((token if isinstance(token, int) else 0,
+                                       event.status, event.reason))
+
+    # -- to the sidecar and the network ------------------------------------------------------
+
+    def _flush(self) -> None:
+        self._batch_now = None
+        endpoint = self._endpoint
+        if endpoint is None:
+            return
+        transmits = endpoint.transmits()
+        if transmits:
+            self._transports.send_all(transmits)
+        self._report()
+        self._wakeup.arm(endpoint.get_timer())
+
+    def _report(self) -> None:
+        while not self._report_blocked and (self._completed or self._outcomes):
+            # Outcomes in slices, so a burst of failures never outgrows one record.
+            outcomes = self._outcomes[:_OUTCOMES_PER_REPORT]
+            completed = self._completed if len(self._outcomes) <= _OUTCOMES_PER_REPORT else (
+                len(outcomes)
+            )
+            try:
+                self._channel.send(encode_report(completed, outcomes))
+            except (BlockingIOError, InterruptedError):
+                # The sidecar is busy: keep counting, send the sum once it can take it.
+                self._report_blocked = True
+                self._loop.add_writer(self._channel.fileno(), self._unblocked)
+                return
+            except OSError:
+                return  # the sidecar is gone; the reader sees the end of the channel
+            self._completed -= completed
+            del self._outcomes[: len(outcomes)]
+
+    def _unblocked(self) -> None:
+        self._loop.remove_writer(self._channel.fileno())
+        self._report_blocked = False
+        self._report()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="imc-sidecar delivery worker")
+    parser.add_argument("--channel-fd", type=int, required=True)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--outbound-proxy", default=None)
+    parser.add_argument("--event-loop", default="auto")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    channel = socket.socket(fileno=args.channel_fd)
+
+    async def run() -> None:
+        await DeliveryWorker(channel, args.host, args.outbound_proxy).run()
+
+    with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
+        runner.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""The sidecar with delivery worker processes (`--delivery-workers`), on real sockets.
+
+Members are UDP sockets addressed directly, each on its own loopback address and port
+5060 (`sip:user@127.203.0.N`: imc addresses a member by user and domain only), so every
+copy leaves from a worker's own port and every answer goes back to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
+from .sip_probe import message, status_line
+
+pytestmark = pytest.mark.e2e
+
+_WORKER_LINE = re.compile(r"delivery worker (\d+) \(pid (\d+)\) sends from udp:([^:]+):(\d+)")
+_ECHOED = {"via", "from", "to", "call-id", "cseq"}
+_MEMBER_HOSTS = {"alice": "127.203.0.1", "bob": "127.203.0.2", "carol": "127.203.0.3"}
+
+
+class Member:
+    """A phone on its own address that answers each MESSAGE with `status` (None:
+    never answers)."""
+
+    def __init__(self, name: str, status: str | None = "200 OK") -> None:
+        host = _MEMBER_HOSTS[name]
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 5060))
+        self.uri = f"sip:{name}@{host}"
+        self.status = status
+        self.messages: list[bytes] = []
+        self.sources: set[int] = set()  # ports the MESSAGEs came from
+
+    def take(self, count: int, timeout: float = 5.0) -> list[bytes]:
+        """Read (and answer) until `count` MESSAGEs arrived in all; return them."""
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{self.uri}: {len(self.messages)} of {count} MESSAGEs")
+            self.sock.settimeout(left)
+            try:
+                data, source = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            if not data.startswith(b"MESSAGE "):
+                continue
+            self.messages.append(data)
+            self.sources.add(source[1])
+            if self.status is None:
+                continue
+            head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+            keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in _ECHOED]
+            reply = f"SIP/2.0 {self.status}\r\n" + "\r\n".join(keep)
+            self.sock.sendto((reply + "\r\nContent-Length: 0\r\n\r\n").encode(), source)
+        return self.messages
+
+    def say(self, room: str, body: str, target: tuple[str, int]) -> str:
+        """Send a MESSAGE from this member to `room`; the reply's status line."""
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.settimeout(5)
+            sender.bind(("127.0.0.1", 0))
+            sender.sendto(message(room, body, from_uri=self.uri), target)
+            return status_line(sender.recvfrom(65535)[0])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _bodies(messages: list[bytes]) -> list[str]:
+    return [m.split(b"\r\n\r\n", 1)[1].decode() for m in messages]
+
+
+def _rpc(port: int, method: str, params: list[object]) -> dict[str, int]:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/RPC", body.encode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, int] = json.loads(response.read())["result"]
+    return result
+
+
+def _settled(rpc_port: int, pending: int = 0) -> None:
+    """Wait until `pending` copies are in flight (the other answers reached the sidecar)."""
+    deadline = time.monotonic() + 5
+    while _rpc(rpc_port, "stats.fetchn", ["imc:"])["imc.pending_deliveries"] != pending:
+        assert time.monotonic() < deadline, "copies still in flight"
+        time.sleep(0.02)
+
+
+def _workers(process: SidecarProcess, count: int) -> dict[int, tuple[int, int]]:
+    """index -> (pid, port) of each worker, from the start-up log."""
+    found: dict[int, tuple[int, int]] = {}
+    for line in process.lines:
+        match = _WORKER_LINE.search(line)
+        if match:
+            found[int(match[1])] = (int(match[2]), int(match[4]))
+    assert len(found) == count, process.lines
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purposes (its parent has not reaped it yet).
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.fixture
+def rpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path, rpc_port: int) -> Iterator[SidecarProcess]:
+    port = free_port()
+    process = SidecarProcess(
+        sidecar_args(
+            sqlite_url(tmp_path), port, "--delivery-workers", "2",
+            "--rpc-http", f"127.0.0.1:{rpc_port}",
+        )
+    ).start()
+    yield process
+    process.kill()
+
+
+def _room(sidecar: SidecarProcess, room: str, owner: Member, *others: Member) -> None:
+    """`owner` creates `room`, the others join; every notice is read and answered."""
+    target = sidecar.addresses["udp"]
+    assert owner.say(room, "#create", target) == "SIP/2.0 200 OK"
+    owner.take(1)
+    seen = {id(owner): 1}
+    for index, member in enumerate(others):
+        assert member.say(room, "#join", target) == "SIP/2.0 200 OK"
+        # "joined" goes to everyone already in the room, the newcomer included.
+        for earlier in (owner, *others[: index + 1]):
+            seen[id(earlier)] = seen.get(id(earlier), 0) + 1
+            earlier.take(seen[id(earlier)])
+
+
+def test_copies_leave_from_the_workers_in_room_order(
+    sidecar: SidecarProcess, rpc_port: int
+) -> None:
+    workers = _workers(sidecar, 2)
+    worker_ports = {port for _, port in workers.values()}
+    sip_port = sidecar.addresses["udp"][1]
+    members = [Member(name) for name in ("alice", "bob", "carol")]
+    try:
+        room = "sip:chat-w@example.org"
+        _room(sidecar, room, *members)
+        alice, bob, carol = members
+        before = {id(m): len(m.messages) for m in members}
+        for n in range(40):
+            assert alice.say(room, f"text {n}", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+        for member in (bob, carol):
+            got = _bodies(member.take(before[id(member)] + 40)[before[id(member)]:])
+            assert got == [f"[alice]: text {n}" for n in range(40)]  # in order, once each
+        # Every copy of the room came from one worker's port, never the listening port.
+        assert len(bob.sources | carol.sources | alice.sources) == 1
+        assert (bob.sources | carol.sources) <= worker_ports
+        assert sip_port not in bob.sources
+        _settled(rpc_port)
+        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        assert stats["imc.sent_messages"] == 6 + 80
+        assert stats["imc.failed_deliveries"] == 0
+        assert stats["imc.pending_deliveries"] == 0
+    finally:
+        for member in members:
+            member.close()
+
+
+def test_failed_copies_and_invitations_are_counted_and_handled(
+    sidecar: SidecarProcess, rpc_port: int
+) -> None:
+    alice, bob = Member("alice"), Member("bob", status="404 Not Found")
+    try:
+        room = "sip:chat-f@example.org"
+        target = sidecar.addresses["udp"]
+        assert alice.say(room, "#create", target) == "SIP/2.0 200 OK"
+        alice.take(1)
+        # The invitation fails at bob: the worker reports it, the engine drops bob and
+        # tells alice (B11), through a worker again.
+        assert alice.say(room, f"#invite {bob.uri}", target) == "SIP/2.0 200 OK"
+        bob.take(1)
+        assert _bodies(alice.take(2))[1] == "bob@127.203.0.2 is not registered. "
+        members = _rpc(rpc_port, "imc.list_members", [room])
+        assert members["members"] == [alice.uri]  # type: ignore[comparison-overlap]
+        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        assert stats["imc.failed_deliveries"] == 1
+        assert stats["imc.pending_deliveries"] == 0
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_a_killed_worker_costs_its_copies_not_the_server(
+    sidecar: SidecarProcess, rpc_port: int
+) -> None:
+    workers = _workers(sidecar, 2)
+    alice, bob = Member("alice"), Member("bob")
+    try:
+        room = "sip:chat-k@example.org"
+        _room(sidecar, room, alice, bob)
+        assert alice.say(room, "before", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+        bob.take(2)  # "joined", "before"
+        _settled(rpc_port)
+        (pid, port), = [w for w in workers.values() if w[1] in bob.sources]
+        os.kill(pid, signal.SIGKILL)
+        sidecar.wait_for_line(rf"delivery worker \d \(pid {pid}\) is gone")
+        # The room moves to the other worker; nothing is lost from now on.
+        assert alice.say(room, "after", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+        assert _bodies(bob.take(3))[-1] == "[alice]: after"
+        assert len(bob.sources) == 2 and port in bob.sources
+        _settled(rpc_port)
+        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        assert stats["imc.failed_deliveries"] == 0  # it held nothing when it died
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_copies_held_by_a_killed_worker_count_as_failed(
+    sidecar: SidecarProcess, rpc_port: int
+) -> None:
+    workers = _workers(sidecar, 2)
+    alice, bob = Member("alice"), Member("bob", status=None)
+    try:
+        room = "sip:chat-h@example.org"
+        target = sidecar.addresses["udp"]
+        assert alice.say(room, "#create", target) == "SIP/2.0 200 OK"
+        alice.take(1)
+        assert alice.say(room, f"#add {bob.uri}", target) == "SIP/2.0 200 OK"
+        for n in range(3):
+            assert alice.say(room, f"unheard {n}", target) == "SIP/2.0 200 OK"
+        alice.take(2)  # "bob joined", answered
+        bob.take(4)  # "joined" and three texts, none answered
+        (pid, _), = [w for w in workers.values() if w[1] in bob.sources]
+        _settled(rpc_port, 4)
+        os.kill(pid, signal.SIGKILL)
+        sidecar.wait_for_line(r"is gone; 4 copies it held count as failed")
+        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        assert stats["imc.pending_deliveries"] == 0
+        assert stats["imc.failed_deliveries"] == 4
+    finally:
+        alice.close()
+        bob.close()
+
+
+def test_workers_end_with_the_sidecar(tmp_path: Path) -> None:
+    for stop in ("term", "kill"):
+        port = free_port()
+        process = SidecarProcess(
+            sidecar_args(sqlite_url(tmp_path), port, "--delivery-workers", "2")
+        ).start()
+        pids = [pid for pid, _ in _workers(process, 2).values()]
+        assert all(_alive(pid) for pid in pids)
+        if stop == "term":
+            assert process.terminate() == 0
+        else:
+            process.kill()  # SIGKILL: the workers see their channel close and exit
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in pids), stop
