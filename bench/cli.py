@@ -87,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="members live at 127.N.R.M:5060; N (default 1)",
     )
     p.add_argument("--children", type=int, default=2, help="Kamailio UDP workers (default 2)")
+    p.add_argument(
+        "--delivery-workers",
+        type=int,
+        default=2,
+        help="the sidecar's --delivery-workers (default 2, as many as Kamailio's workers)",
+    )
     p.add_argument("--shm-mb", type=int, default=4096, help="Kamailio shared memory, MB")
     p.add_argument(
         "--scale-rooms",
@@ -187,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             **settings.__dict__,
             "receiver_processes": args.receiver_processes,
             "kamailio_children": args.children,
+            "sidecar_delivery_workers": args.delivery_workers,
             "kamailio_shm_mb": args.shm_mb,
             "shapes": [s.name for s in shapes],
         },
@@ -285,10 +292,13 @@ def run_comparisons(
                 b_sys: FrontAndSidecar | Sidecar
                 if deployment:
                     b_sys = FrontAndSidecar(
-                        base / "B", rooms, members, children=args.children, shm_mb=args.shm_mb
+                        base / "B", rooms, members, children=args.children, shm_mb=args.shm_mb,
+                        delivery_workers=args.delivery_workers,
                     )
                 else:
-                    b_sys = Sidecar(base / "B", rooms, members)
+                    b_sys = Sidecar(
+                        base / "B", rooms, members, delivery_workers=args.delivery_workers
+                    )
                 b_start = a.edge_rate if (a.edge_rate and not args.quick) else start
                 b = run_arm(
                     runner,

@@ -156,8 +156,10 @@ class Sidecar:
         rpc_http_port: int | None = None,
         db_path: Path | None = None,
         port: int | None = None,
+        delivery_workers: int = 0,
     ) -> None:
         self.workdir = workdir
+        self.delivery_workers = delivery_workers
         self.rooms = rooms
         self.members = members
         self.outbound_proxy = outbound_proxy
@@ -194,6 +196,8 @@ class Sidecar:
         ]  # fmt: skip
         if self.outbound_proxy:
             self.argv += ["--outbound-proxy", self.outbound_proxy]
+        if self.delivery_workers:
+            self.argv += ["--delivery-workers", str(self.delivery_workers)]
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -259,6 +263,7 @@ class FrontAndSidecar:
         *,
         children: int,
         shm_mb: int,
+        delivery_workers: int = 0,
     ) -> None:
         self.workdir = workdir
         self.children = children
@@ -271,6 +276,7 @@ class FrontAndSidecar:
             rooms,
             members,
             outbound_proxy=f"sip:{LOOPBACK}:{self.port}",
+            delivery_workers=delivery_workers,
         )
         self.front: Kamailio | None = None
         self.started_in = 0.0
