@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "Admit",
@@ -69,15 +70,15 @@ Change = RoomCreated | RoomDestroyed | MemberAdded | MemberFlagsChanged | Member
 Admit = Callable[[Change], str | None]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMember:
+# What the store loads are NamedTuples: a million members are made at start, and a
+# tuple is the cheapest immutable record to build and to unpack.
+class StoredMember(NamedTuple):
     user: str
     domain: str
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRoom:
+class StoredRoom(NamedTuple):
     """A room as loaded at start; members in the order the database returned them."""
 
     name: str
