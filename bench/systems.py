@@ -32,7 +32,7 @@ from tests.e2e.harness.kamailio import (
     set_substdefs,
     sip_ping,
 )
-from tests.e2e.harness.sipua import free_udp_port
+from tests.e2e.harness.sipua import free_udp_port, free_udp_run
 
 from .layout import DOMAIN, write_dbtext, write_sqlite
 
@@ -157,9 +157,11 @@ class Sidecar:
         db_path: Path | None = None,
         port: int | None = None,
         delivery_workers: int = 0,
+        delivery_port: int = 0,
     ) -> None:
         self.workdir = workdir
         self.delivery_workers = delivery_workers
+        self.delivery_port = delivery_port  # 0: ephemeral
         self.rooms = rooms
         self.members = members
         self.outbound_proxy = outbound_proxy
@@ -197,7 +199,8 @@ class Sidecar:
         if self.outbound_proxy:
             self.argv += ["--outbound-proxy", self.outbound_proxy]
         if self.delivery_workers:
-            self.argv += ["--delivery-workers", str(self.delivery_workers)]
+            self.argv += ["--delivery-workers", str(self.delivery_workers),
+                          "--delivery-port", str(self.delivery_port)]
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -277,6 +280,8 @@ class FrontAndSidecar:
             members,
             outbound_proxy=f"sip:{LOOPBACK}:{self.port}",
             delivery_workers=delivery_workers,
+            # the front recognises the sidecar's copies by these ports
+            delivery_port=free_udp_run(LOOPBACK, delivery_workers) if delivery_workers else 0,
         )
         self.front: Kamailio | None = None
         self.started_in = 0.0
@@ -294,6 +299,11 @@ class FrontAndSidecar:
                 "SIP_DOMAIN": DOMAIN,
                 "SIDECAR_IP": LOOPBACK,
                 "SIDECAR_PORT": self.sidecar.port,
+                "DELIVERY_FIRST_PORT": self.sidecar.delivery_port or 5100,
+                "DELIVERY_LAST_PORT": (
+                    self.sidecar.delivery_port + self.sidecar.delivery_workers - 1
+                    if self.sidecar.delivery_port else 5107
+                ),
                 "WORKERS": self.children,
                 "LOG_LEVEL": 1,
             },

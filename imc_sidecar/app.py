@@ -103,8 +103,8 @@ class Sidecar:
             return
         pool = DeliveryPool(count, self._delivery_failed)
         await pool.start(
-            udp[0].host, self.settings.outbound_proxy, self.settings.event_loop,
-            self.settings.log_level,
+            udp[0].host, self.settings.delivery_port, self.settings.outbound_proxy,
+            self.settings.event_loop, self.settings.log_level,
         )
         self.delivery = pool
 

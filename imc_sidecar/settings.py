@@ -62,6 +62,7 @@ MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
 EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
 DEFAULT_MAX_PENDING = 5_000
 MAX_DELIVERY_WORKERS = 64
+DEFAULT_DELIVERY_PORT = 5100  # 5100-5107 in kamailio-snippets/sidecar-front.cfg
 _EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRANSPORTS = ("udp", "tcp")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -174,8 +175,11 @@ class Settings:
     it); commands are never refused.  0 turns the limit off."""
     delivery_workers: int = 0
     """Processes that send the copies of each fan-out over UDP and run their
-    transactions, each from a UDP port of its own (ephemeral, on the first UDP listen
-    host); 0: the sidecar sends them itself."""
+    transactions, each from a UDP port of its own on the first UDP listen host; 0: the
+    sidecar sends them itself."""
+    delivery_port: int = DEFAULT_DELIVERY_PORT
+    """UDP port of the first delivery worker; worker i sends from `delivery_port + i`
+    (a front proxy recognises the sidecar's traffic by these ports).  0: ephemeral."""
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""
@@ -444,6 +448,10 @@ def _delivery_workers(raw: object) -> int:
                     f"must be an integer from 0 (none) to {MAX_DELIVERY_WORKERS}")
 
 
+def _port_or_zero(raw: object) -> int:
+    return _integer(raw, 0, 65535, "must be a port number (1-65535) or 0 (ephemeral)")
+
+
 def _log_level(raw: object) -> str:
     text = _text(raw).strip().lower()
     if text not in _LOG_LEVELS:
@@ -498,6 +506,9 @@ _SPECS = (
     _Spec("delivery_workers", _delivery_workers,
           "processes that send fan-out copies over UDP, each from its own port "
           "(default 0: the sidecar sends them)", "N"),
+    _Spec("delivery_port", _port_or_zero,
+          f"UDP port of delivery worker 0, worker i uses PORT+i (default "
+          f"{DEFAULT_DELIVERY_PORT}; 0: ephemeral)", "PORT"),
 )
 _ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
 _NAMES = tuple(spec.name for spec in _SPECS)

@@ -77,16 +77,21 @@ class DeliveryPool:
     async def start(
         self,
         host: str,
+        first_port: int,
         outbound_proxy: str | None,
         event_loop: str,
         log_level: str,
     ) -> None:
-        """Start every worker and wait until each is ready to send."""
+        """Start every worker and wait until each is ready to send.
+
+        Worker i binds `first_port + i` (`first_port` 0: an ephemeral port each).
+        """
         self._loop = asyncio.get_running_loop()
         try:
             for index in range(self._count):
+                port = first_port + index if first_port else 0
                 self._workers.append(
-                    await self._spawn(index, host, outbound_proxy, event_loop, log_level)
+                    await self._spawn(index, host, port, outbound_proxy, event_loop, log_level)
                 )
             await asyncio.wait_for(
                 asyncio.gather(*(self._hello(worker) for worker in self._workers)),
@@ -103,6 +108,7 @@ class DeliveryPool:
         self,
         index: int,
         host: str,
+        port: int,
         outbound_proxy: str | None,
         event_loop: str,
         log_level: str,
@@ -113,7 +119,7 @@ class DeliveryPool:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _CHANNEL_BUFFER)
         ours.setblocking(False)
         argv = [sys.executable, "-m", "imc_sidecar.delivery.worker",
-                "--channel-fd", str(theirs.fileno()), "--host", host,
+                "--channel-fd", str(theirs.fileno()), "--host", host, "--port", str(port),
                 "--event-loop", event_loop, "--log-level", log_level]
         if outbound_proxy:
             argv += ["--outbound-proxy", outbound_proxy]

@@ -8,7 +8,8 @@ gives a room's jobs to the same worker, so each room's copies leave in the order
 room's messages were accepted.
 
 A worker sends from its own UDP socket (same host as the sidecar's listener, a port of
-its own, which its Via names, so the answers come back to it), retransmits, times out,
+its own, `delivery_port` + its index, which its Via names, so the answers come back to
+it), retransmits, times out,
 and reports per batch how many copies ended and which of them failed.  It exits when
 the sidecar closes the channel: the sidecar waits for its copies before doing so at a
 clean stop, and a killed sidecar must not leave workers behind.  SIGINT and SIGTERM are
@@ -16,7 +17,7 @@ ignored for the same reason: a Ctrl-C or a service manager signals the whole pro
 group, and the sidecar decides when its workers are done.
 
 Run by the sidecar, not by hand:
-`python -m imc_sidecar.delivery.worker --channel-fd N --host HOST [--outbound-proxy URI]`
+`python -m imc_sidecar.delivery.worker --channel-fd N --host HOST --port PORT ...`
 """
 
 from __future__ import annotations
@@ -51,9 +52,12 @@ _OUTCOMES_PER_REPORT = 2_000  # about 60 KB of report
 
 
 class DeliveryWorker:
-    def __init__(self, channel: socket.socket, host: str, outbound_proxy: str | None) -> None:
+    def __init__(
+        self, channel: socket.socket, host: str, port: int, outbound_proxy: str | None
+    ) -> None:
         self._channel = channel
         self._host = host
+        self._port = port
         self._outbound_proxy = outbound_proxy
         self._loop = asyncio.get_running_loop()
         self._transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
@@ -67,7 +71,12 @@ class DeliveryWorker:
         self._batch_now: float | None = None
 
     async def run(self) -> None:
-        await self._transports.start([Listen("udp", self._host, 0)])
+        try:
+            await self._transports.start([Listen("udp", self._host, self._port)])
+        except OSError as exc:
+            # One line the operator can act on; the sidecar reports the exit.
+            log.error("cannot send from udp:%s:%d: %s", self._host, self._port, exc.strerror)
+            raise SystemExit(1) from None
         bound = self._transports.bound[0]
         self._endpoint = SipEndpoint(
             EndpointConfig(
@@ -205,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="imc-sidecar delivery worker")
     parser.add_argument("--channel-fd", type=int, required=True)
     parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--outbound-proxy", default=None)
     parser.add_argument("--event-loop", default="auto")
     parser.add_argument("--log-level", default="info")
@@ -218,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     channel = socket.socket(fileno=args.channel_fd)
 
     async def run() -> None:
-        await DeliveryWorker(channel, args.host, args.outbound_proxy).run()
+        await DeliveryWorker(channel, args.host, args.port, args.outbound_proxy).run()
 
     with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
         runner.run(run())

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Literal
 
 from .harness.kamailio import Kamailio, imc_reference, sidecar_front
-from .harness.sipua import SipMessage, UserAgents, free_udp_port, uri_user
+from .harness.sipua import SipMessage, UserAgents, free_udp_port, free_udp_run, uri_user
 
 DOMAIN = "imc.test"
 MANAGER = f"sip:chat-manager@{DOMAIN}"
@@ -690,14 +690,19 @@ def reference_system(workdir: Path, phase: Phase) -> Iterator[System]:
 
 
 @contextlib.contextmanager
-def sidecar_system(workdir: Path, phase: Phase) -> Iterator[System]:
-    """imc_sidecar behind a front Kamailio rendered from kamailio-snippets/sidecar-front.cfg."""
+def sidecar_system(
+    workdir: Path, phase: Phase, *, delivery_workers: int = 0
+) -> Iterator[System]:
+    """imc_sidecar behind a front Kamailio rendered from kamailio-snippets/sidecar-front.cfg;
+    with `delivery_workers`, its copies leave from that many worker ports."""
     sidecar_addr = (SIDECAR_IP, free_udp_port(SIDECAR_IP))
+    first = free_udp_run(SIDECAR_IP, delivery_workers) if delivery_workers else 0
     front = sidecar_front(
         workdir / "front",
         (FRONT_IP, free_udp_port(FRONT_IP)),
         domain=DOMAIN,
         sidecar=sidecar_addr,
+        delivery_ports=(first, first + delivery_workers - 1) if first else (5100, 5107),
     )
     args = [
         "--db-url", f"sqlite:///{workdir / 'sidecar' / 'imc.sqlite'}",
@@ -708,6 +713,8 @@ def sidecar_system(workdir: Path, phase: Phase) -> Iterator[System]:
     ]  # fmt: skip
     if phase.extra_hdrs:
         args += ["--extra-hdrs", phase.extra_hdrs.replace("\r", "\\r").replace("\n", "\\n")]
+    if first:
+        args += ["--delivery-workers", str(delivery_workers), "--delivery-port", str(first)]
     # no admin RPC listeners: their default ports (5092-5094) are not ours to take
     args += [arg for opt in _sidecar_rpc_options() for arg in (opt, "off")]
     sidecar = SidecarServer(workdir / "sidecar", sidecar_addr, args)
@@ -740,3 +747,4 @@ def record(
     if system.sidecar is not None:
         transcript.exit_codes["imc-sidecar"] = system.sidecar.returncode
     return transcript
+

@@ -124,13 +124,31 @@ def rpc_port() -> int:
     return free_port()
 
 
+def _free_pair() -> int:
+    """A UDP port P with P + 1 free as well."""
+    for _ in range(50):
+        first = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError("no two free ports in a row")
+
+
 @pytest.fixture
-def sidecar(tmp_path: Path, rpc_port: int) -> Iterator[SidecarProcess]:
+def delivery_port() -> int:
+    return _free_pair()
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path, rpc_port: int, delivery_port: int) -> Iterator[SidecarProcess]:
     port = free_port()
     process = SidecarProcess(
         sidecar_args(
             sqlite_url(tmp_path), port, "--delivery-workers", "2",
-            "--rpc-http", f"127.0.0.1:{rpc_port}",
+            "--delivery-port", str(delivery_port), "--rpc-http", f"127.0.0.1:{rpc_port}",
         )
     ).start()
     yield process
@@ -152,10 +170,11 @@ def _room(sidecar: SidecarProcess, room: str, owner: Member, *others: Member) ->
 
 
 def test_copies_leave_from_the_workers_in_room_order(
-    sidecar: SidecarProcess, rpc_port: int
+    sidecar: SidecarProcess, rpc_port: int, delivery_port: int
 ) -> None:
     workers = _workers(sidecar, 2)
     worker_ports = {port for _, port in workers.values()}
+    assert worker_ports == {delivery_port, delivery_port + 1}
     sip_port = sidecar.addresses["udp"][1]
     members = [Member(name) for name in ("alice", "bob", "carol")]
     try:
@@ -263,7 +282,8 @@ def test_workers_end_with_the_sidecar(tmp_path: Path) -> None:
     for stop in ("term", "kill"):
         port = free_port()
         process = SidecarProcess(
-            sidecar_args(sqlite_url(tmp_path), port, "--delivery-workers", "2")
+            sidecar_args(sqlite_url(tmp_path), port, "--delivery-workers", "2",
+                         "--delivery-port", "0")
         ).start()
         pids = [pid for pid, _ in _workers(process, 2).values()]
         assert all(_alive(pid) for pid in pids)
@@ -275,3 +295,21 @@ def test_workers_end_with_the_sidecar(tmp_path: Path) -> None:
         while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not any(_alive(pid) for pid in pids), stop
+
+
+def test_a_delivery_port_in_use_stops_start_up_with_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        busy = taken.getsockname()[1]
+        process = SidecarProcess(
+            sidecar_args(sqlite_url(tmp_path), free_port(), "--delivery-workers", "1",
+                         "--delivery-port", str(busy))
+        )
+        with pytest.raises(RuntimeError, match=r"sidecar (did not start|exited)"):
+            process.start()
+        assert process.process is not None and process.process.wait(10) == 1
+        assert any(f"cannot send from udp:127.0.0.1:{busy}: Address already in use" in line
+                   for line in process.lines), process.lines
+        assert any("cannot start: delivery worker 0 exited at start (code 1)" in line
+                   for line in process.lines), process.lines
+        assert not any("Traceback" in line for line in process.lines), process.lines

@@ -336,6 +336,8 @@ def test_front_cfg_marks_every_editable_value() -> None:
         "SIP_DOMAIN",
         "SIDECAR_IP",
         "SIDECAR_PORT",
+        "DELIVERY_FIRST_PORT",
+        "DELIVERY_LAST_PORT",
         "WORKERS",
         "LOG_LEVEL",
     }

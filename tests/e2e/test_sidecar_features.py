@@ -7,6 +7,7 @@ these; they are checked here against the documented intent (imc-reference.md §4
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -76,8 +77,15 @@ _STEPS = [
 SIDECAR_ONLY = Phase("sidecar-only", tuple(_STEPS))
 
 
-def test_sidecar_features_beyond_kamailio_56(tmp_path: Path) -> None:
-    transcript = record(sidecar_system, tmp_path, SIDECAR_ONLY)
+@pytest.mark.parametrize("delivery_workers", [0, 2])
+def test_sidecar_features_beyond_kamailio_56(tmp_path: Path, delivery_workers: int) -> None:
+    """Also with delivery workers: the front must take their ports as the sidecar's."""
+    system = functools.partial(sidecar_system, delivery_workers=delivery_workers)
+    transcript = record(system, tmp_path, SIDECAR_ONLY)
     problems = expectation_mismatches(transcript.results)
     assert not problems, "\n".join(problems) + "\n\n" + transcript.text()
     assert transcript.exit_codes["imc-sidecar"] == 0
+    # Every copy, and the one attempt on unregistered ghost, took the front's room route.
+    front_log = (tmp_path / "front" / "sidecar-front.log").read_text()
+    delivered = sum(len(result.deliveries) for result in transcript.results)
+    assert front_log.count("room traffic from the sidecar") == delivered + 1

@@ -336,11 +336,13 @@ def sidecar_front(
     *,
     domain: str,
     sidecar: tuple[str, int],
+    delivery_ports: tuple[int, int] = (5100, 5107),
     workers: int = 1,
     debug: int = 2,
     name: str = "sidecar-front",
 ) -> Kamailio:
-    """The operators' front cfg (kamailio-snippets/sidecar-front.cfg) with test addresses."""
+    """The operators' front cfg (kamailio-snippets/sidecar-front.cfg) with test addresses;
+    `delivery_ports`: first and last port of the sidecar's delivery workers."""
     text = set_substdefs(
         FRONT_CFG.read_text(),
         {
@@ -349,6 +351,8 @@ def sidecar_front(
             "SIP_DOMAIN": domain,
             "SIDECAR_IP": sidecar[0],
             "SIDECAR_PORT": sidecar[1],
+            "DELIVERY_FIRST_PORT": delivery_ports[0],
+            "DELIVERY_LAST_PORT": delivery_ports[1],
             "WORKERS": workers,
             "LOG_LEVEL": debug,
         },

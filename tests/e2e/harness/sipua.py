@@ -87,6 +87,24 @@ def free_udp_port(ip: str = "127.0.0.1", *, avoid: Iterable[int] = ()) -> int:
     raise SipUaError(f"no free UDP port found on {ip}")
 
 
+def free_udp_run(ip: str, count: int) -> int:
+    """The first of ``count`` consecutive UDP ports that are free on ``ip`` right now."""
+    for _ in range(100):
+        first = free_udp_port(ip)
+        if all(_udp_free(ip, first + i) for i in range(1, count)):
+            return first
+    raise SipUaError(f"no {count} consecutive free UDP ports on {ip}")
+
+
+def _udp_free(ip: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((ip, port))
+        except OSError:
+            return False
+    return True
+
+
 def udp_port_is_bound(ip: str, port: int) -> bool:
     """True when some process already holds ``ip:port`` (UDP)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
