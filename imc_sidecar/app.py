@@ -136,6 +136,14 @@ class Sidecar:
         deadline = loop.time() + _STOP_GRACE
         while self._pending() and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        abandoned = self._pending()
+        if abandoned:
+            # Sent, never answered: count them like any other unanswered MESSAGE.
+            self.stats.failed_deliveries += abandoned
+            log.warning(
+                "%d MESSAGEs still unanswered after %.0f s: given up, counted as failed",
+                abandoned, _STOP_GRACE,
+            )
         if self._wakeup is not None:
             self._wakeup.cancel()
         if self.delivery is not None:

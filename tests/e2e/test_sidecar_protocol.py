@@ -239,6 +239,8 @@ def test_stop_waits_for_outstanding_messages_and_refuses_new_ones(
         probe.sock.sendto(message("sip:chat-s@example.org", "hello"), target)
         assert status_line(probe.receive()) == "SIP/2.0 503 Shutting down"
         assert process.process.wait(15) == 0
+        # The "Room was created" notice was never answered: given up after the grace.
+        process.wait_for_line("1 MESSAGEs still unanswered after 5 s: given up")
     with sqlite3.connect(tmp_path / "imc.sqlite") as db:
         assert db.execute("select name, flag from imc_rooms").fetchall() == [("chat-s", 0)]
 
