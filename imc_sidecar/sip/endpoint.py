@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .fastpath import scan_response
+from .fastrequest import scan_request
 from .message import (
     ParseError,
     Request,
@@ -26,8 +27,9 @@ from .message import (
     make_response_from_headers,
     parse_message,
     parse_via,
+    reply_bytes,
+    reply_headers,
     response_address,
-    response_bytes,
     stamp_via,
 )
 from .transaction import (
@@ -166,6 +168,7 @@ class SipEndpoint:
         self._layer = TransactionLayer(Timers(config.t1, config.t2, config.t4))
         self._allow = ", ".join(config.allowed_methods)
         self._server_header = ("Server", config.user_agent)
+        self._reply_headers = reply_headers([self._server_header])  # checked once
         # Per transport: the Via prefix and the Call-ID suffix, built once.
         self._via: dict[str, tuple[str, str]] = {}
         for transport, (host, port) in config.via_address.items():
@@ -200,8 +203,13 @@ class SipEndpoint:
                     return []
                 done = self._layer.client_response(branch, method, status, reason, now)
                 return [] if done is None else [done]
-        elif not data.strip(b"\r\n"):
-            return []  # a CRLF keep-alive datagram
+        elif data[:1] in b"\r\n" and not data.strip(b"\r\n"):
+            return []  # a CRLF keep-alive datagram (or nothing)
+        else:
+            # Requests: chat texts are plainly written; anything else is parsed fully.
+            request = scan_request(data)
+            if request is not None:
+                return self._on_request(request, peer, now)
         try:
             message = parse_message(data)
         except ParseError as exc:
@@ -300,8 +308,10 @@ class SipEndpoint:
             return
         if handle._to_tag is None:
             handle._to_tag = self._ids.tag()  # the same tag for a 1xx and the final reply
-        headers = [self._server_header] if extra is None else [*extra, self._server_header]
-        data = response_bytes(request, status, reason, to_tag=handle._to_tag, headers=headers)
+        headers = (
+            self._reply_headers if extra is None else reply_headers([*extra, self._server_header])
+        )
+        data = reply_bytes(request, status, reason, handle._to_tag, headers)
         self._layer.server_send(handle._txn, status, data, now)
         if status >= 200:
             handle._request = None

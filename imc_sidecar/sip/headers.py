@@ -81,9 +81,12 @@ class Headers:
     the headers return a new object.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_firsts", "_items")
 
     _items: tuple[tuple[str, str, str], ...]  # (lookup key, name as written, value)
+    # The first item of each key, when the maker had it at hand (the parser does):
+    # lookups of the headers every request needs then cost a dict access, not a scan.
+    _firsts: dict[str, tuple[str, str, str]] | None
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         built = []
@@ -95,25 +98,38 @@ class Headers:
             key = _key(name)
             built.append((key, _COMPACT[name.lower()] if key != name.lower() else name, value))
         self._items = tuple(built)
+        self._firsts = None
 
     @classmethod
-    def _trusted(cls, items: tuple[tuple[str, str, str], ...]) -> Headers:
+    def _trusted(
+        cls,
+        items: tuple[tuple[str, str, str], ...],
+        firsts: dict[str, tuple[str, str, str]] | None = None,
+    ) -> Headers:
+        """Headers from checked items; `firsts`, when given, must be their first item
+        per key (see `_first_item`)."""
         headers = cls.__new__(cls)
         headers._items = items
+        headers._firsts = firsts
         return headers
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        key = _key(name)
-        for k, _, value in self._items:
-            if k == key:
-                return value
-        return default
+        value = self._first(_key(name))
+        return default if value is None else value
 
     def _first(self, key: str) -> str | None:
         """`get` for an already lower-cased full name (the parsed-message fast path)."""
-        for k, _, value in self._items:
-            if k == key:
-                return value
+        item = self._first_item(key)
+        return None if item is None else item[2]
+
+    def _first_item(self, key: str) -> tuple[str, str, str] | None:
+        """The first (key, name, value) of an already lower-cased full name."""
+        firsts = self._firsts
+        if firsts is not None:
+            return firsts.get(key)
+        for item in self._items:
+            if item[0] == key:
+                return item
         return None
 
     def get_all(self, name: str) -> list[str]:
@@ -154,8 +170,11 @@ class Headers:
         for i, (k, written, _) in enumerate(items):
             if k == key:
                 Headers([(name, value)])  # validates
-                items[i] = (k, written, value)
-                return Headers._trusted(tuple(items))
+                items[i] = item = (k, written, value)
+                firsts = self._firsts
+                if firsts is not None:
+                    firsts = {**firsts, key: item}
+                return Headers._trusted(tuple(items), firsts)
         return self.with_header(name, value)
 
     def without(self, name: str) -> Headers:
@@ -213,10 +232,30 @@ def _parse_params(pieces: Iterable[str], what: str) -> Params:
 
 
 def _find_param(params: Params, name: str) -> tuple[bool, str | None]:
+    """`name` in lower case; parameter names are matched in any case."""
     for pname, value in params:
-        if pname.lower() == name:
+        if pname == name or pname.lower() == name:
             return True, value
     return False, None
+
+
+# The plain writing of `;name=value` parameters: token names, values of URI-ish
+# characters (no spaces, quotes, '<', ',' or ';'), no empty pieces.  For these the
+# general rules (`_split_outside` + `_parse_params`) give just what `_PLAIN_PARAM` reads.
+_PARAM_VALUE = r"[A-Za-z0-9\-.!%*_+`'~:\[\]/@?&$=]"
+_PLAIN_PARAMS = rf"(?:;[A-Za-z0-9\-.!%*_+`'~]+(?:={_PARAM_VALUE}*)?)*"
+_PLAIN_PARAM = re.compile(rf"""(?x)
+    ;([A-Za-z0-9\-.!%*_+`'~]+)  # name
+    (={_PARAM_VALUE}*)?          # '=' and value (no '=': a flag, value None)
+""")
+
+
+def _plain_params(text: str) -> Params:
+    """Parameters of a `_PLAIN_PARAMS` match."""
+    if not text:
+        return ()
+    found = _PLAIN_PARAM.findall(text)
+    return tuple([(name, value[1:] if value else None) for name, value in found])
 
 
 def _format_params(params: Params) -> str:
@@ -298,8 +337,26 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{_format_params(self.params)}"
 
 
+# A Via as user agents write it: `SIP/2.0/UDP host[:port];params`, single spaces only.
+_PLAIN_VIA = re.compile(
+    r"SIP/2\.0/([A-Z]+) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::([0-9]{1,5}))?"
+    rf"({_PLAIN_PARAMS})"
+)
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via value (already split from its neighbours)."""
+    plain = _PLAIN_VIA.fullmatch(value)
+    if plain is not None:  # the usual writing, read in one match
+        transport, host, port_text, params = plain.groups()
+        port = None if port_text is None else int(port_text)
+        if port is None or 0 < port < 65536:
+            return Via(transport, host, port, _plain_params(params))
+    return _parse_via_full(value)
+
+
+def _parse_via_full(value: str) -> Via:
+    """`parse_via` by the general rules: any spacing, quoted parameters, errors."""
     parts = value.split("/", 2)
     if len(parts) != 3 or parts[0].strip().upper() != "SIP" or parts[1].strip() != "2.0":
         raise ParseError("Malformed Via")
@@ -348,12 +405,32 @@ def _closing_quote(text: str, start: int) -> int:
     return -1
 
 
+# `<uri>;params` with an optional display name: quoted without escapes, or words of
+# token characters; single spaces only.  The URI holds no spaces, quotes or angles.
+_PLAIN_NAME_ADDR = re.compile(
+    r'("[^"\\]*"|[A-Za-z0-9\-.!%*_+`\'~]+(?: [A-Za-z0-9\-.!%*_+`\'~]+)*)? ?'
+    r'<([^\s<>"]+)>'
+    rf"({_PLAIN_PARAMS})"
+)
+
+
 def parse_name_addr(value: str, what: str = "address") -> NameAddr:
     """Parse `"Name" <uri>;p=v`, `Name <uri>;p=v`, `<uri>;p=v` or bare `uri;p=v`.
 
     In the bare form every ';' after the URI starts a header parameter (RFC 3261 §20.10),
     so `sip:a@b;tag=x` is the URI `sip:a@b` with tag `x`.
     """
+    plain = _PLAIN_NAME_ADDR.fullmatch(value)
+    if plain is not None:  # the usual writing, read in one match
+        display, uri, params = plain.groups()
+        colon = uri.find(":")
+        if colon > 0:
+            return NameAddr(display, uri, _plain_params(params))
+    return _parse_name_addr_full(value, what)
+
+
+def _parse_name_addr_full(value: str, what: str) -> NameAddr:
+    """`parse_name_addr` by the general rules: any spacing and quoting, errors."""
     text = value.strip()
     display: str | None = None
     rest = text

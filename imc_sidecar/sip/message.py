@@ -33,6 +33,8 @@ __all__ = [
     "parse_message",
     "parse_name_addr",
     "parse_via",
+    "reply_bytes",
+    "reply_headers",
     "response_address",
     "response_bytes",
     "stamp_via",
@@ -79,10 +81,7 @@ class _Message:
     _to: NameAddr | None
 
     def _required(self, name: str) -> str:
-        value = self.headers._first(name.lower())
-        if value is None:
-            raise ParseError(f"Missing {name}")
-        return value
+        return _required(self.headers, name)
 
     @property
     def call_id(self) -> str:
@@ -149,12 +148,17 @@ class _Message:
         return int(value)
 
     def _validate(self) -> None:
-        # Each accessor raises the ParseError naming what is wrong.
-        self.top_via  # noqa: B018
-        self.from_addr  # noqa: B018
-        self.to_addr  # noqa: B018
+        """Parse what every request must have; the first fault found is the error.
+
+        The accessors' work in their order (Via, From, To, Call-ID, CSeq,
+        Max-Forwards), written out: this runs for every request received."""
+        headers = self.headers
+        cache = object.__setattr__
+        cache(self, "_via", parse_via(_required(headers, "Via")))
+        cache(self, "_from", parse_name_addr(_required(headers, "From"), "From"))
+        cache(self, "_to", parse_name_addr(_required(headers, "To"), "To"))
         self.call_id  # noqa: B018
-        self.cseq  # noqa: B018
+        cache(self, "_cseq", _parse_cseq(_required(headers, "CSeq")))
         self.max_forwards  # noqa: B018
 
     def _encode(self, start_line: str) -> bytes:
@@ -164,8 +168,15 @@ class _Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
+def _required(headers: Headers, name: str) -> str:
+    value = headers._first(name.lower())
+    if value is None:
+        raise ParseError(f"Missing {name}")
+    return value
+
+
 def _strip_content_length(message: Request | Response) -> None:
-    if "Content-Length" in message.headers:
+    if message.headers._first_item("content-length") is not None:
         object.__setattr__(message, "headers", message.headers.without("Content-Length"))
 
 
@@ -281,26 +292,48 @@ def _header_name(name: str) -> tuple[str, str]:
     return known
 
 
-def _parse_headers(lines: list[str]) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Return (header items without Content-Length, Content-Length values)."""
-    items: list[tuple[str, str, str]] = []
-    lengths: list[str] = []
+def _header_pairs(lines: list[str]) -> list[tuple[str, str]]:
+    """(name, value) of each header line, both as written around the colon."""
+    pairs = []
     for line in lines:
         name, colon, value = line.partition(":")
         if not colon or "\r" in value:
             raise ParseError("Malformed header line")
-        key, name = _header_name(name.rstrip(" \t"))
+        pairs.append((name.rstrip(" \t"), value))
+    return pairs
+
+
+def _parse_headers(pairs: list[tuple[str, str]]) -> tuple[Headers, list[str]]:
+    """Return (headers without Content-Length, Content-Length values)."""
+    items: list[tuple[str, str, str]] = []
+    firsts: dict[str, tuple[str, str, str]] = {}
+    lengths: list[str] = []
+    names = _NAME_CACHE
+    for name, value in pairs:
+        known = names.get(name)
+        key, name = _header_name(name) if known is None else known
         value = value.strip(" \t")
-        if key == "content-length":
-            lengths.append(value)
-        elif key in _LIST_HEADERS and "," in value:
-            for element in _split_outside(value, ","):
-                element = element.strip(" \t")
-                if element:
-                    items.append((key, name, element))
-        else:
-            items.append((key, name, value))
-    return items, lengths
+        if key in _SPLIT_KEYS:
+            if key == "content-length":
+                lengths.append(value)
+                continue
+            if "," in value:
+                for element in _split_outside(value, ","):
+                    element = element.strip(" \t")
+                    if element:
+                        item = (key, name, element)
+                        items.append(item)
+                        firsts.setdefault(key, item)
+                continue
+        item = (key, name, value)
+        items.append(item)
+        if key not in firsts:
+            firsts[key] = item
+    return Headers._trusted(tuple(items), firsts), lengths
+
+
+# Keys `_parse_headers` does more with than store one value.
+_SPLIT_KEYS = _LIST_HEADERS | {"content-length"}
 
 
 def parse_message(data: bytes) -> Request | Response:
@@ -350,38 +383,51 @@ def parse_message(data: bytes) -> Request | Response:
         if ":" not in uri or uri.startswith(":"):
             raise ParseError("Malformed Request-URI")
     try:
-        items, lengths = _parse_headers(lines[1:])
+        headers, lengths = _parse_headers(_header_pairs(lines[1:]))
     except ParseError as exc:
         exc.method = method
         raise
-    headers = Headers._trusted(tuple(items))
     try:
-        body = data[body_start:]
-        if lengths:
-            length = _content_length(lengths)
-            if len(body) < length:
-                raise ParseError("Bad Content-Length")
-            body = body[:length]
-        elif len(body) > MAX_BODY_BYTES:
-            raise _too_large()
-        message: Request | Response
-        if method is None:
-            message = Response(status, reason, headers, body)
-            # Only what matching needs is parsed now; From/To are parsed on first use.
-            message.top_via  # noqa: B018
-            message.cseq  # noqa: B018
-            message._required("From")
-            message._required("To")
-            message.call_id  # noqa: B018
-        else:
-            message = Request(method, uri, headers, body)
-            message._validate()
-            if message.cseq[1] != method:
-                raise ParseError("CSeq method mismatch")
+        return _build_message(data, body_start, method, uri, status, reason, headers, lengths)
     except ParseError as exc:
         exc.method = method
         exc.headers = headers
         raise
+
+
+def _build_message(
+    data: bytes,
+    body_start: int,
+    method: str | None,
+    uri: str,
+    status: int,
+    reason: str,
+    headers: Headers,
+    lengths: list[str],
+) -> Request | Response:
+    """The message of a parsed start line and head: body framing and the checks."""
+    body = data[body_start:]
+    if lengths:
+        length = _content_length(lengths)
+        if len(body) < length:
+            raise ParseError("Bad Content-Length")
+        body = body[:length]
+    elif len(body) > MAX_BODY_BYTES:
+        raise _too_large()
+    message: Request | Response
+    if method is None:
+        message = Response(status, reason, headers, body)
+        # Only what matching needs is parsed now; From/To are parsed on first use.
+        message.top_via  # noqa: B018
+        message.cseq  # noqa: B018
+        message._required("From")
+        message._required("To")
+        message.call_id  # noqa: B018
+    else:
+        message = Request(method, uri, headers, body)
+        message._validate()
+        if message.cseq[1] != method:
+            raise ParseError("CSeq method mismatch")
     return message
 
 
@@ -445,27 +491,44 @@ def response_bytes(
 ) -> bytes:
     """`make_response(...).to_bytes()` without the objects in between (the reply to
     every chat text goes through here).  Same bytes, same checks of `headers`."""
-    items = request.headers._items
-    # Validates names and values; Content-Length is framing, written below (as to_bytes).
-    extra = [item for item in Headers(headers)._items if item[0] != "content-length"]
+    return reply_bytes(request, status, reason, to_tag, reply_headers(headers))
+
+
+def reply_headers(headers: Iterable[tuple[str, str]]) -> tuple[tuple[str, str, str], ...]:
+    """Extra headers of a reply, checked once for `reply_bytes`.  Content-Length is
+    framing, written by `reply_bytes` (as by to_bytes)."""
+    return tuple(item for item in Headers(headers)._items if item[0] != "content-length")
+
+
+def reply_bytes(
+    request: Request,
+    status: int,
+    reason: str,
+    to_tag: str,
+    extra: tuple[tuple[str, str, str], ...],
+) -> bytes:
+    """`response_bytes` with its extra headers already made by `reply_headers`."""
+    request_headers = request.headers
     lines = [f"SIP/2.0 {status} {reason}"]
-    lines.extend([f"{name}: {value}" for key, name, value in items if key == "via"])
+    vias = [f"{name}: {value}" for key, name, value in request_headers._items if key == "via"]
+    lines.extend(vias)
     for wanted in ("from", "to", "call-id", "cseq"):
-        for key, name, value in items:
-            if key == wanted:
-                if wanted == "to" and status > 100:
-                    parsed_to = request._to
-                    if parsed_to is None:
-                        try:
-                            has_tag = parse_name_addr(value, "To").tag is not None
-                        except ParseError:
-                            has_tag = True  # leave a To we cannot read as it is
-                    else:
-                        has_tag = parsed_to.tag is not None
-                    if not has_tag:
-                        value = f"{value};tag={to_tag}"
-                lines.append(f"{name}: {value}")
-                break
+        item = request_headers._first_item(wanted)
+        if item is None:
+            continue
+        _, name, value = item
+        if wanted == "to" and status > 100:
+            parsed_to = request._to
+            if parsed_to is None:
+                try:
+                    has_tag = parse_name_addr(value, "To").tag is not None
+                except ParseError:
+                    has_tag = True  # leave a To we cannot read as it is
+            else:
+                has_tag = parsed_to.tag is not None
+            if not has_tag:
+                value = f"{value};tag={to_tag}"
+        lines.append(f"{name}: {value}")
     lines.extend([f"{name}: {value}" for _, name, value in extra])
     lines.append("Content-Length: 0\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
