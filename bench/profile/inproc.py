@@ -17,6 +17,7 @@ import time
 from imc_sidecar.app import Sidecar
 from imc_sidecar.settings import Settings
 from imc_sidecar.sip.endpoint import EndpointConfig, Peer, SipEndpoint, Transmit
+from imc_sidecar.wakeup import Wakeup
 
 SENDER = Peer("udp", ("127.0.0.1", 40000))
 
@@ -62,6 +63,7 @@ async def main() -> None:
     args = ap.parse_args()
     sidecar = Sidecar(Settings(db_mode=0))
     sidecar._loop = asyncio.get_running_loop()
+    sidecar._wakeup = Wakeup(sidecar._loop, sidecar._on_timer, 0.005)
     wire = Wire()
     sidecar.transports = wire  # type: ignore[assignment]
     sidecar.endpoint = SipEndpoint(EndpointConfig(via_address={"udp": ("127.0.0.1", 5090)}))
