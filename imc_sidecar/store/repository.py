@@ -110,10 +110,10 @@ class Store:
         return _assemble(room_rows, member_rows)
 
     def _fetch_all(self, conn: Connection) -> tuple[Sequence[Any], Sequence[Any]]:
-        """Both tables as the driver's plain rows.
+        """Both tables as the driver's plain rows (tuples, or asyncpg's Records).
 
-        A million member rows through SQLAlchemy's Row objects and result machinery
-        cost about a second at start; the DBAPI cursor hands over plain tuples.
+        SQLAlchemy's Row objects would add about 0.15 s per million member rows to the
+        start-up; no column here needs its result processing (strings and integers).
         """
         rooms_t, members_t = self._tables.rooms, self._tables.members
         queries = (
