@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -75,8 +76,10 @@ def test_loaded_records_have_their_types() -> None:
     assert (member.user, member.domain, member.flags) == ("u", D, 1)
 
 
-def _make_db(path: Path, rooms: list[tuple[str, str, int]], members: list[tuple]) -> None:
-    with sqlite3.connect(path) as db:
+def _make_db(
+    path: Path, rooms: list[tuple[str, str, int]], members: list[tuple[str, str, str, int]]
+) -> None:
+    with closing(sqlite3.connect(path)) as db, db:
         db.executemany("INSERT INTO imc_rooms (name, domain, flag) VALUES (?, ?, ?)", rooms)
         db.executemany(
             "INSERT INTO imc_members (username, domain, room, flag) VALUES (?, ?, ?, ?)",
@@ -106,7 +109,7 @@ async def test_load_reports_a_broken_table(tmp_path: Path) -> None:
     path = tmp_path / "imc.sqlite"
     store = await Store.open(f"sqlite:///{path}")
     try:
-        with sqlite3.connect(path) as db:
+        with closing(sqlite3.connect(path)) as db, db:
             db.execute("DROP TABLE imc_members")
         with pytest.raises(StoreError, match=r"cannot load rooms from .*imc_members"):
             await store.load()
