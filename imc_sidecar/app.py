@@ -114,14 +114,18 @@ class Sidecar:
                 self.settings.db_url, self.settings.rooms_table, self.settings.members_table
             )
             # A bulk load creates millions of objects and no garbage: collector passes
-            # over them would cost seconds (tune_gc then freezes them).
+            # over them would cost seconds.  They are frozen (out of the collector's
+            # sight) before it is switched back on, or its first pass would walk them all.
             gc.disable()
             try:
                 rooms = await self.store.load()
                 self.engine.load(rooms)
+                count = len(rooms)
+                del rooms  # the load records: freed now, not frozen
+                gc.freeze()
             finally:
                 gc.enable()
-            log.info("loaded %d rooms from the database", len(rooms))
+            log.info("loaded %d rooms from the database", count)
 
 
     async def stop(self) -> None:

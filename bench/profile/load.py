@@ -186,7 +186,8 @@ def main() -> int:
             fmt = ["--format", "raw"] if args.py_spy_raw else []
             spy = subprocess.Popen(
                 [str(ROOT / ".venv/bin/py-spy"), "record", "-p", str(sidecar.pid), "-o", out,
-                 "-r", "200", "--nonblocking", "--subprocesses", *fmt, "-d", str(int(args.seconds) + 1)],
+                 "-r", "200", "--nonblocking", "--subprocesses", *fmt,
+                 "-d", str(int(args.seconds) + 1)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         cpu0 = cpu_times(sidecar.pid)
