@@ -166,8 +166,12 @@ def test_bad_setting_stops_startup_with_one_clear_line(tmp_path: Path) -> None:
     assert "hash_size" in lines[0]
 
 
-def test_outbound_proxy_over_tcp_with_extra_hdrs(tmp_path: Path, probe: UdpProbe) -> None:
-    """`;transport=tcp` on outbound_proxy: notices leave over a TCP connection we dial."""
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_outbound_proxy_over_tcp_with_extra_hdrs(
+    tmp_path: Path, probe: UdpProbe, workers: str
+) -> None:
+    """`;transport=tcp` on outbound_proxy: notices leave over a TCP connection we dial
+    (delivery workers send over UDP only, so with one the main process still does)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as proxy:
         proxy.bind(("127.0.0.1", 0))
         proxy.listen(1)
@@ -182,6 +186,10 @@ def test_outbound_proxy_over_tcp_with_extra_hdrs(tmp_path: Path, probe: UdpProbe
                 f"sip:{host}:{proxy_port};transport=tcp",
                 "--extra-hdrs",
                 "X-Room-Service: imc\\r\\nP-Hint: one",
+                "--delivery-workers",
+                workers,
+                "--delivery-port",
+                "0",
             )
         ).start()
         try:
@@ -245,10 +253,12 @@ def test_stop_waits_for_outstanding_messages_and_refuses_new_ones(
         assert db.execute("select name, flag from imc_rooms").fetchall() == [("chat-s", 0)]
 
 
+@pytest.mark.parametrize("workers", ["0", "2"])
 def test_overloaded_sidecar_refuses_chat_with_503_and_keeps_serving_commands(
-    tmp_path: Path, probe: UdpProbe
+    tmp_path: Path, probe: UdpProbe, workers: str
 ) -> None:
-    """Past max_pending_deliveries unanswered MESSAGEs a chat text gets 503 + Retry-After."""
+    """Past max_pending_deliveries unanswered MESSAGEs a chat text gets 503 + Retry-After;
+    copies held by delivery workers count like the main process's own."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent_proxy:
         silent_proxy.bind(("127.0.0.1", 0))  # receives every MESSAGE, never answers
         host, proxy_port = silent_proxy.getsockname()
@@ -258,6 +268,7 @@ def test_overloaded_sidecar_refuses_chat_with_503_and_keeps_serving_commands(
             sidecar_args(
                 sqlite_url(tmp_path), port, "--outbound-proxy", f"sip:{host}:{proxy_port}",
                 "--max-pending-deliveries", "2", "--rpc-http", f"127.0.0.1:{rpc}",
+                "--delivery-workers", workers, "--delivery-port", "0",
             )
         ).start()
         try:
