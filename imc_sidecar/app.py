@@ -321,11 +321,12 @@ class Sidecar:
             headers = header_block(out, extra)
             recipients: tuple[str, ...] | list[str] = out.recipients
             if delivery is not None:
-                # Copies that leave over UDP go to the room's worker; the rest stay here.
+                # Copies that leave over UDP go to the delivery workers; the rest (and any
+                # a worker could not take) are sent from here.
                 hop = endpoint.next_hop_transport
-                handed = [uri for uri in recipients if hop(uri) == "udp"]
-                if delivery.submit(handed, out.from_uri, out.body, headers, out.invite):
-                    recipients = [uri for uri in recipients if hop(uri) != "udp"]
+                udp = [uri for uri in recipients if hop(uri) == "udp"]
+                recipients = [uri for uri in recipients if hop(uri) != "udp"]
+                recipients += delivery.submit(udp, out.from_uri, out.body, headers, out.invite)
             if recipients:
                 endpoint.send_many(recipients, out.from_uri, out.body, headers, out.invite, now)
         if handle is not None:

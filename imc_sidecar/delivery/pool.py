@@ -1,11 +1,12 @@
 """The sidecar's side of its delivery workers (worker.py): start, feed, account, stop.
 
-Every fan-out given to the pool is counted as in flight until its worker reports each
-copy ended, so the sidecar's overload measure and its clean-stop wait see the workers'
-copies as their own.  A room always goes to the same worker (by a hash of the room URI
-the copies come from), which keeps its copies in order.  A worker that dies has every
-copy it held counted as failed, and its rooms go to the workers left; with none left
-the sidecar sends the copies itself.
+Every copy given to the pool is counted as in flight until its worker reports it ended,
+so the sidecar's overload measure and its clean-stop wait see the workers' copies as
+their own.  A recipient's copies always go through the same worker (by a hash of the
+recipient URI), so each member gets a room's messages in the order the room accepted
+them, and one large room still spreads over every worker.  A worker that dies has every
+copy it held counted as failed, and its recipients go to the workers left; with none
+left the sidecar sends the copies itself.
 """
 
 from __future__ import annotations
@@ -159,12 +160,37 @@ class DeliveryPool:
         body: bytes,
         headers: bytes,
         context: object,
-    ) -> bool:
-        """Hand one fan-out to the worker of its room; False: send it yourself."""
+    ) -> list[str]:
+        """Hand a fan-out to the workers, each copy to its recipient's worker.
+
+        Returns the recipients not handed over (no worker left, or a record too big for
+        the channel): the caller sends those itself.
+        """
         live = self._live
         if not live or not recipients:
-            return False
-        worker = live[hash(from_uri) % len(live)]
+            return list(recipients)
+        count = len(live)
+        if count == 1 or context is not None:
+            # A context (an invitation: one recipient) is reported back once, by one worker.
+            worker = live[hash(recipients[0]) % count]
+            return self._hand(worker, recipients, from_uri, body, headers, context)
+        shares: dict[int, list[str]] = {}
+        for uri in recipients:
+            shares.setdefault(hash(uri) % count, []).append(uri)
+        left: list[str] = []
+        for index, share in shares.items():
+            left += self._hand(live[index], share, from_uri, body, headers, None)
+        return left
+
+    def _hand(
+        self,
+        worker: _Worker,
+        recipients: Sequence[str],
+        from_uri: str,
+        body: bytes,
+        headers: bytes,
+        context: object,
+    ) -> list[str]:
         token = 0
         if context is not None:
             token = self._next_token
@@ -175,17 +201,16 @@ class DeliveryPool:
                 worker.channel.send(record)
             except (BlockingIOError, InterruptedError):
                 self._queue(worker, record, len(recipients), token)
-            except OSError as exc:
-                if exc.errno == errno.EMSGSIZE:
-                    return False  # too big for the channel: the sidecar sends this one
-                # The worker is gone; the reader will account for it.  Not handed over.
-                return False
+            except OSError:
+                # Too big for the channel (EMSGSIZE), or the worker is gone (its reader
+                # accounts for that): either way these copies were not handed over.
+                return list(recipients)
         else:
             self._queue(worker, record, len(recipients), token)
         worker.in_flight += len(recipients)
         if token:
             worker.contexts[token] = context
-        return True
+        return []
 
     def _queue(self, worker: _Worker, record: bytes, copies: int, token: int) -> None:
         if not worker.backlog:

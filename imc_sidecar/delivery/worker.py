@@ -3,9 +3,9 @@
 The sidecar's main process owns every room, the database and every incoming request;
 sending a chat text's copies and matching each member's 200 is most of the work of a
 busy server and needs no state but the copies themselves, so it can run beside it on
-another core.  The sidecar hands a worker one *job* per fan-out (wire.py) and always
-gives a room's jobs to the same worker, so each room's copies leave in the order the
-room's messages were accepted.
+another core.  The sidecar hands a worker a *job* per fan-out (wire.py) with the
+recipients that are its own (pool.py): a recipient always has the same worker, so it
+gets a room's messages in the order the room accepted them.
 
 A worker sends from its own UDP socket (same host as the sidecar's listener, a port of
 its own, `delivery_port` + its index, which its Via names, so the answers come back to

@@ -41,6 +41,7 @@ class SidecarProcess:
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     started_in: float = 0.0
+    _output_ended: bool = False
 
     def start(self, timeout: float = 10.0) -> SidecarProcess:
         env = {**os.environ, **self.env}
@@ -58,7 +59,9 @@ class SidecarProcess:
         if not ready.wait(timeout):
             self.kill()
             raise RuntimeError("sidecar did not start:\n" + "\n".join(self.lines))
-        if self.process.poll() is not None:
+        if self._output_ended or self.process.poll() is not None:
+            # Its output ended: it is exiting (poll() alone can still see it running).
+            self.process.wait(10)
             raise RuntimeError("sidecar exited:\n" + "\n".join(self.lines))
         self.started_in = time.monotonic() - began
         return self
@@ -72,6 +75,7 @@ class SidecarProcess:
                 self.addresses[match[1]] = (match[2], int(match[3]))
                 if len(self.addresses) >= wanted:
                     ready.set()
+        self._output_ended = True
         ready.set()  # process ended; start() reports it
 
     def wait_for_line(self, pattern: str, timeout: float = 10.0) -> str:
