@@ -346,7 +346,8 @@ def test_front_cfg_marks_every_editable_value() -> None:
 def test_front_cfg_routes_chat_to_the_sidecar_and_notices_to_phones(tmp_path: Path) -> None:
     """The front alone, with a sipp UAS standing in for the sidecar: chat URIs (any case)
     reach the sidecar with the R-URI untouched; MESSAGEs from the sidecar's address reach
-    registered phones and get 404 for unregistered users; OPTIONS to the proxy get 200."""
+    registered phones and get 404 for unregistered users; OPTIONS to the proxy get 200;
+    the sidecar's 503 reaches the phone unchanged."""
     sidecar_addr = (SIDECAR_IP, free_udp_port(SIDECAR_IP))
     front = sidecar_front(
         tmp_path / "front", (FRONT_IP, free_udp_port(FRONT_IP)), domain=DOMAIN, sidecar=sidecar_addr
@@ -402,6 +403,14 @@ def test_front_cfg_routes_chat_to_the_sidecar_and_notices_to_phones(tmp_path: Pa
             content_type="text/plain",
         )
         assert missing.status == 404
+        # an overloaded sidecar's 503 reaches the phone as a 503 (a stateful proxy would
+        # have to turn it into a 500)
+        busy = SippReceiver("busy-sidecar", *sidecar_addr, tmp_path, status=503)
+        busy.start()
+        try:
+            assert agents.send("alice", room("chat-1"), "hello").status == 503
+        finally:
+            busy.stop()
     finally:
         agents.stop()
         fake.stop()
