@@ -90,8 +90,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--delivery-workers",
         type=int,
-        default=2,
-        help="the sidecar's --delivery-workers (default 2, as many as Kamailio's workers)",
+        default=1,
+        help="the sidecar's --delivery-workers (default 1: with the main process, one per "
+        "core of this 2-core machine; more processes cost more in switching than they add)",
     )
     p.add_argument("--shm-mb", type=int, default=4096, help="Kamailio shared memory, MB")
     p.add_argument(
