@@ -29,7 +29,7 @@ def block(report: dict[str, Any]) -> str:
         f"{m['memory_gib']} GiB, Linux {m['kernel']} ({m['os']}), Python {m['python']}, "
         f"{m['kamailio'].replace('version: ', '')}, {m['sipp']}, {m['sidecar']}. "
         f"Kamailio: {s['kamailio_children']} UDP workers, `-m {s['kamailio_shm_mb']}`, 4 MB "
-        f"receive buffers; sidecar: {s.get('sidecar_delivery_workers', 0)} delivery workers; "
+        f"receive buffers; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`; "
         f"members: {s.get('member_sockets', '?')} UDP sockets served by "
         f"{s['receiver_processes']} {s.get('receivers', 'receiver')} processes; open-loop "
         f"steps of {s['duration']:.0f} s. Everything, load generator included, on the same "

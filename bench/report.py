@@ -330,8 +330,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Setup: Kamailio with {s['kamailio_children']} UDP workers, `-m {s['kamailio_shm_mb']}` "
         "MB shared memory, 4 MB UDP receive buffers (`maxbuffer`), errors-only "
-        f"logging; sidecar: {s.get('sidecar_delivery_workers', 0)} delivery workers "
-        f"(`--delivery-workers`); members: {s.get('member_sockets', '?')} UDP sockets "
+        f"logging; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`; "
+        f"members: {s.get('member_sockets', '?')} UDP sockets "
         f"(`{s.get('member_net', '127.1.R.M')}:5060`, "
         f"one per member) served by {s['receiver_processes']} {s.get('receivers', '')} "
         "receiver processes that answer 200 at once; senders: one sipp per step. "
