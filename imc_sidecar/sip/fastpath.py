@@ -51,6 +51,19 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "surrogateescape")
 
 
+def plain_head_end(data: bytes, first: int) -> int | None:
+    """Where the head that starts line by line at `first` (a CRLF) ends: the index of the
+    last header line's CRLF; None when it is too long or has a bare CR or LF (the full
+    parser decides about those)."""
+    end = data.find(b"\r\n\r\n", first)  # the last CRLF and the empty line
+    if end <= first or end > MAX_HEAD_BYTES:
+        return None
+    crlf = data.count(b"\r\n", 0, end)
+    if data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf:
+        return None
+    return end
+
+
 def scan_response(data: bytes) -> ScannedResponse | None:
     """The matching fields of a plainly written response, or None to parse it fully.
 
@@ -61,15 +74,10 @@ def scan_response(data: bytes) -> ScannedResponse | None:
     if status is None:
         return None
     first = status.end() - 2  # the status line's CRLF: each header line follows a CRLF
-    end = data.find(b"\r\n\r\n", first)  # the head's last CRLF and the empty line
-    if end <= first or end > MAX_HEAD_BYTES:
-        return None
-    # CRLF line ends only (no bare CR or LF), no folding, every line `token:value`, and
-    # the headers that matter spelled the usual way.
-    crlf = data.count(b"\r\n", 0, end)
-    if data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf:
-        return None
-    if _ODD_LINE.search(data, first, end) is not None:
+    end = plain_head_end(data, first)
+    # No folding, every line `token:value`, and the headers that matter spelled the
+    # usual way.
+    if end is None or _ODD_LINE.search(data, first, end) is not None:
         return None
     at_via = data.find(b"\r\nVia:", first, end)
     at_cseq = data.find(b"\r\nCSeq:", first, end)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 
 from .errors import ParseError
-from .message import MAX_HEAD_BYTES, Request, _build_message, _parse_headers
+from .fastpath import plain_head_end
+from .message import Request, _build_message, _parse_headers
 
 __all__ = ["scan_request"]
 
@@ -39,13 +40,8 @@ def scan_request(data: bytes) -> Request | None:
     if line is None:
         return None
     first = line.end() - 2  # the request line's CRLF: each header line follows a CRLF
-    end = data.find(b"\r\n\r\n", first)  # the last header line's CRLF
-    if end <= first or end > MAX_HEAD_BYTES:
-        return None
-    crlf = data.count(b"\r\n", 0, end)
-    if data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf:
-        return None
-    if _ODD_LINE.search(data, first, end) is not None:
+    end = plain_head_end(data, first)
+    if end is None or _ODD_LINE.search(data, first, end) is not None:
         return None
     method, uri = line.groups()
     if uri[:1] == b":" or b":" not in uri:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,3 +123,12 @@ def sidecar_args(db_url: str, port: int, *extra: str) -> list[str]:
 
 def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory / 'imc.sqlite'}"
+
+
+def rpc_result(port: int, method: str, params: list[object]) -> dict[str, int]:
+    """The `result` of a JSON-RPC call to the sidecar's HTTP RPC on 127.0.0.1:`port`."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/RPC", body.encode())
+    with urllib.request.urlopen(request, timeout=5) as response:
+        result: dict[str, int] = json.loads(response.read())["result"]
+    return result

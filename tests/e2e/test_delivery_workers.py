@@ -7,19 +7,17 @@ copy leaves from a worker's own port and every answer goes back to it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import socket
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
+from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args, sqlite_url
 from .sip_probe import message, status_line
 
 pytestmark = pytest.mark.e2e
@@ -82,18 +80,11 @@ def _bodies(messages: list[bytes]) -> list[str]:
     return [m.split(b"\r\n\r\n", 1)[1].decode() for m in messages]
 
 
-def _rpc(port: int, method: str, params: list[object]) -> dict[str, int]:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/RPC", body.encode())
-    with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, int] = json.loads(response.read())["result"]
-    return result
-
 
 def _settled(rpc_port: int, pending: int = 0) -> None:
     """Wait until `pending` copies are in flight (the other answers reached the sidecar)."""
     deadline = time.monotonic() + 5
-    while _rpc(rpc_port, "stats.fetchn", ["imc:"])["imc.pending_deliveries"] != pending:
+    while rpc_result(rpc_port, "stats.fetchn", ["imc:"])["imc.pending_deliveries"] != pending:
         assert time.monotonic() < deadline, "copies still in flight"
         time.sleep(0.02)
 
@@ -192,7 +183,7 @@ def test_copies_leave_from_the_workers_in_order(
         assert (bob.sources | carol.sources | alice.sources) <= worker_ports
         assert sip_port not in bob.sources
         _settled(rpc_port)
-        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.sent_messages"] == 6 + 80
         assert stats["imc.failed_deliveries"] == 0
         assert stats["imc.pending_deliveries"] == 0
@@ -215,9 +206,9 @@ def test_failed_copies_and_invitations_are_counted_and_handled(
         assert alice.say(room, f"#invite {bob.uri}", target) == "SIP/2.0 200 OK"
         bob.take(1)
         assert _bodies(alice.take(2))[1] == "bob@127.203.0.2 is not registered. "
-        members = _rpc(rpc_port, "imc.list_members", [room])
+        members = rpc_result(rpc_port, "imc.list_members", [room])
         assert members["members"] == [alice.uri]  # type: ignore[comparison-overlap]
-        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.failed_deliveries"] == 1
         assert stats["imc.pending_deliveries"] == 0
     finally:
@@ -244,7 +235,7 @@ def test_a_killed_worker_costs_its_copies_not_the_server(
         assert _bodies(bob.take(3))[-1] == "[alice]: after"
         assert len(bob.sources) == 2 and port in bob.sources
         _settled(rpc_port)
-        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.failed_deliveries"] == 0  # it held nothing when it died
     finally:
         alice.close()
@@ -270,7 +261,7 @@ def test_copies_held_by_a_killed_worker_count_as_failed(
         _settled(rpc_port, 4)
         os.kill(pid, signal.SIGKILL)
         sidecar.wait_for_line(r"is gone; 4 copies it held count as failed")
-        stats = _rpc(rpc_port, "stats.fetchn", ["imc:"])
+        stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.pending_deliveries"] == 0
         assert stats["imc.failed_deliveries"] == 4
     finally:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
+from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args, sqlite_url
 from .sip_probe import UdpProbe, message, status_line
 
 pytestmark = pytest.mark.e2e
@@ -286,16 +284,9 @@ def test_overloaded_sidecar_refuses_chat_with_503_and_keeps_serving_commands(
             # Commands are still served.
             probe.sock.sendto(message(room, "#members", from_uri=bob), target)
             assert status_line(probe.receive()) == "SIP/2.0 200 OK"
-            stats = _rpc(rpc, "stats.fetchn", ["imc:"])
+            stats = rpc_result(rpc, "stats.fetchn", ["imc:"])
             assert stats["imc.refused_messages"] == 1 and stats["imc.chat_messages"] == 0
             assert stats["imc.pending_deliveries"] == 4  # 3 notices + the member list
         finally:
             process.kill()
 
-
-def _rpc(port: int, method: str, params: list[object]) -> dict[str, int]:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/RPC", body.encode())
-    with urllib.request.urlopen(request, timeout=5) as response:
-        result: dict[str, int] = json.loads(response.read())["result"]
-    return result
