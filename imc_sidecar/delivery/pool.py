@@ -5,8 +5,9 @@ so the sidecar's overload measure and its clean-stop wait see the workers' copie
 their own.  A recipient's copies always go through the same worker (by a hash of the
 recipient URI), so each member gets a room's messages in the order the room accepted
 them, and one large room still spreads over every worker.  A worker that dies has every
-copy it held counted as failed, and its recipients go to the workers left; with none
-left the sidecar sends the copies itself.
+copy it held counted as failed, and its recipients go to the workers left (with none
+left the sidecar sends the copies itself) until it is restarted in its place, on its
+port, half a second later.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ _START_TIMEOUT = 20.0  # seconds for a worker to import, bind and say hello
 _EXIT_TIMEOUT = 5.0
 _CHANNEL_BUFFER = 4 * 1024 * 1024  # the kernel caps it at net.core.wmem_max
 _WORKER_GONE = (503, "Delivery worker exited")
+_RESTART_FIRST = 0.5  # seconds before a dead worker is restarted; doubled per failure
+_RESTART_MAX = 30.0
 
 
 @dataclass(eq=False)
@@ -65,6 +68,9 @@ class DeliveryPool:
         self._next_token = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray(MAX_RECORD)
+        self._spawn_args: tuple[str, int, str | None, str, str] | None = None
+        self._restarts: dict[int, asyncio.Task[None]] = {}
+        self._closing = False
 
     @property
     def in_flight(self) -> int:
@@ -88,12 +94,10 @@ class DeliveryPool:
         Worker i binds `first_port + i` (`first_port` 0: an ephemeral port each).
         """
         self._loop = asyncio.get_running_loop()
+        self._spawn_args = (host, first_port, outbound_proxy, event_loop, log_level)
         try:
             for index in range(self._count):
-                port = first_port + index if first_port else 0
-                self._workers.append(
-                    await self._spawn(index, host, port, outbound_proxy, event_loop, log_level)
-                )
+                self._workers.append(await self._spawn(index))
             await asyncio.wait_for(
                 asyncio.gather(*(self._hello(worker) for worker in self._workers)),
                 _START_TIMEOUT,
@@ -105,15 +109,10 @@ class DeliveryPool:
             self._loop.add_reader(worker.channel.fileno(), self._on_reports, worker)
         self._live = list(self._workers)
 
-    async def _spawn(
-        self,
-        index: int,
-        host: str,
-        port: int,
-        outbound_proxy: str | None,
-        event_loop: str,
-        log_level: str,
-    ) -> _Worker:
+    async def _spawn(self, index: int) -> _Worker:
+        assert self._spawn_args is not None
+        host, first_port, outbound_proxy, event_loop, log_level = self._spawn_args
+        port = first_port + index if first_port else 0
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (ours, theirs):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _CHANNEL_BUFFER)
@@ -280,9 +279,9 @@ class DeliveryPool:
         held = worker.in_flight
         log.error(
             "delivery worker %d (pid %d) is gone; %d copies it held count as failed; "
-            "%s", worker.index, worker.process.pid, held,
-            f"its rooms go to the {len(self._live)} left" if self._live
-            else "the sidecar sends every copy itself from now on",
+            "%s until it is restarted", worker.index, worker.process.pid, held,
+            f"its recipients go to the {len(self._live)} left" if self._live
+            else "the sidecar sends every copy itself",
         )
         for context in worker.contexts.values():
             self._on_failure(context, *_WORKER_GONE)
@@ -291,11 +290,50 @@ class DeliveryPool:
         worker.contexts.clear()
         worker.in_flight = 0
         worker.channel.close()
+        if not self._closing and worker.index not in self._restarts:
+            task = self._loop.create_task(self._restart(worker))
+            self._restarts[worker.index] = task
+            task.add_done_callback(lambda _: self._restarts.pop(worker.index, None))
+
+    async def _restart(self, dead: _Worker) -> None:
+        """Start a worker in the place of `dead`, retrying with a growing pause."""
+        code = await dead.process.wait()
+        delay = _RESTART_FIRST
+        while not self._closing:
+            await asyncio.sleep(delay)
+            log.info("delivery worker %d exited with %s; restarting it", dead.index, code)
+            try:
+                worker = await self._spawn(dead.index)
+            except OSError as exc:
+                log.error("cannot restart delivery worker %d: %s", dead.index, exc)
+            else:
+                try:
+                    await asyncio.wait_for(self._hello(worker), _START_TIMEOUT)
+                except (RuntimeError, TimeoutError, OSError) as exc:
+                    log.error("delivery worker %d did not start again: %s", dead.index, exc)
+                    worker.channel.close()
+                    with contextlib.suppress(ProcessLookupError):
+                        worker.process.kill()
+                    code = await worker.process.wait()
+                else:
+                    if self._closing:  # stopped meanwhile: close() reaps it
+                        self._workers[dead.index] = worker
+                        return
+                    assert self._loop is not None
+                    self._loop.add_reader(worker.channel.fileno(), self._on_reports, worker)
+                    self._workers[dead.index] = worker
+                    self._live = [w for w in self._workers if w.alive]
+                    return
+            delay = min(delay * 2, _RESTART_MAX)
 
     # -- stopping ------------------------------------------------------------------------
 
     async def close(self) -> None:
         """Close the channels (each worker exits when it sees that) and reap them."""
+        self._closing = True
+        for task in list(self._restarts.values()):
+            task.cancel()
+        await asyncio.gather(*self._restarts.values(), return_exceptions=True)
         loop = asyncio.get_running_loop()
         for worker in self._workers:
             if worker.alive:

@@ -72,7 +72,9 @@ class DeliveryWorker:
 
     async def run(self) -> None:
         try:
-            await self._transports.start([Listen("udp", self._host, self._port)])
+            await self._transports.start(
+                [Listen("udp", self._host, self._port)], announce=False
+            )
         except OSError as exc:
             # One line the operator can act on; the sidecar reports the exit.
             log.error("cannot send from udp:%s:%d: %s", self._host, self._port, exc.strerror)

@@ -193,7 +193,9 @@ class SipTransports:
         self._direct: dict[Peer, tuple[str, int]] = {}
         self.bound: list[Listen] = []
 
-    async def start(self, listens: Iterable[ListenAddress]) -> None:
+    async def start(self, listens: Iterable[ListenAddress], *, announce: bool = True) -> None:
+        """Open every socket; `announce` logs "listening on" for each (a delivery worker's
+        socket only sends, and its owner says so)."""
         loop = asyncio.get_running_loop()
         for listen in listens:
             if listen.transport == "udp":
@@ -214,7 +216,8 @@ class SipTransports:
                 port = server.sockets[0].getsockname()[1]
             bound = Listen(listen.transport, listen.host, port)
             self.bound.append(bound)
-            log.info("listening on %s", bound)
+            if announce:
+                log.info("listening on %s", bound)
 
     @property
     def queued_bytes(self) -> int:

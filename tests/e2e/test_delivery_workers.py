@@ -39,6 +39,7 @@ class Member:
         self.status = status
         self.messages: list[bytes] = []
         self.sources: set[int] = set()  # ports the MESSAGEs came from
+        self.last_source = 0
 
     def take(self, count: int, timeout: float = 5.0) -> list[bytes]:
         """Read (and answer) until `count` MESSAGEs arrived in all; return them."""
@@ -56,6 +57,7 @@ class Member:
                 continue
             self.messages.append(data)
             self.sources.add(source[1])
+            self.last_source = source[1]
             if self.status is None:
                 continue
             head = data.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
@@ -216,7 +218,7 @@ def test_failed_copies_and_invitations_are_counted_and_handled(
         bob.close()
 
 
-def test_a_killed_worker_costs_its_copies_not_the_server(
+def test_a_killed_worker_costs_its_copies_not_the_server_and_is_restarted(
     sidecar: SidecarProcess, rpc_port: int
 ) -> None:
     workers = _workers(sidecar, 2)
@@ -227,13 +229,19 @@ def test_a_killed_worker_costs_its_copies_not_the_server(
         assert alice.say(room, "before", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
         bob.take(2)  # "joined", "before"
         _settled(rpc_port)
-        (pid, port), = [w for w in workers.values() if w[1] in bob.sources]
+        (index, (pid, port)), = [(i, w) for i, w in workers.items() if w[1] in bob.sources]
         os.kill(pid, signal.SIGKILL)
-        sidecar.wait_for_line(rf"delivery worker \d \(pid {pid}\) is gone")
-        # The room moves to the other worker; nothing is lost from now on.
+        sidecar.wait_for_line(rf"delivery worker {index} \(pid {pid}\) is gone")
+        # Until it is restarted its recipients go to the other worker: nothing is lost.
+        assert alice.say(room, "meanwhile", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+        assert _bodies(bob.take(3))[-1] == "[alice]: meanwhile"
+        # Restarted on the same port, it has its recipients back.
+        line = sidecar.wait_for_line(rf"delivery worker {index} \(pid (?!{pid}\))\d+\) sends")
+        assert line.endswith(f":{port}")
         assert alice.say(room, "after", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
-        assert _bodies(bob.take(3))[-1] == "[alice]: after"
-        assert len(bob.sources) == 2 and port in bob.sources
+        got = bob.take(4)
+        assert _bodies(got)[-1] == "[alice]: after"
+        assert bob.last_source == port
         _settled(rpc_port)
         stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.failed_deliveries"] == 0  # it held nothing when it died
