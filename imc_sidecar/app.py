@@ -61,7 +61,11 @@ class Sidecar:
         self.store: Store | None = None
         self.endpoint: SipEndpoint | None = None
         # Read by the RPC methods (RpcContext); the getter follows engine replacement.
-        self.stats = Statistics(lambda: self.engine, self._pending)
+        self.stats = Statistics(
+            lambda: self.engine,
+            self._pending,
+            lambda: 0 if self.delivery is None else self.delivery.running,
+        )
         self.admission = Admission(settings.max_pending_deliveries)
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
@@ -101,7 +105,7 @@ class Sidecar:
         udp = [listen for listen in self.settings.sip_listen if listen.transport == "udp"]
         if not count or not udp:
             return
-        pool = DeliveryPool(count, self._delivery_failed)
+        pool = DeliveryPool(count, self._delivery_failed, self._delivery_restarted)
         await pool.start(
             udp[0].host, self.settings.delivery_port, self.settings.outbound_proxy,
             self.settings.event_loop, self.settings.log_level,
@@ -202,6 +206,9 @@ class Sidecar:
             # Every completion is for a MESSAGE we sent (chat copy, notice or invitation).
             if event.status >= 300:
                 self._delivery_failed(event.context, event.status, event.reason)
+
+    def _delivery_restarted(self) -> None:
+        self.stats.delivery_worker_restarts += 1
 
     def _delivery_failed(self, context: object, status: int, reason: str) -> None:
         """A MESSAGE we sent (here or in a delivery worker) ended with `status` >= 300."""

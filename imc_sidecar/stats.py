@@ -47,7 +47,10 @@ class Statistics:
     """The sidecar's statistics; the hot-path counters are public int attributes."""
 
     def __init__(
-        self, engine: Callable[[], ImcEngine], pending: Callable[[], int] = lambda: 0
+        self,
+        engine: Callable[[], ImcEngine],
+        pending: Callable[[], int] = lambda: 0,
+        delivery_workers: Callable[[], int] = lambda: 0,
     ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
         self._pending = pending
@@ -56,11 +59,14 @@ class Statistics:
         self.sent_messages = 0  # MESSAGEs sent: chat copies and notices, one per recipient
         self.failed_deliveries = 0  # sent MESSAGEs answered >= 300, or timed out
         self.refused_messages = 0  # chat texts refused with 503 while overloaded
+        self.delivery_worker_restarts = 0  # delivery workers started again after dying
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         stats = [
             Stat(GROUP, "active_rooms", self._rooms, None),
             Stat(GROUP, "members", self._members, None),
             Stat(GROUP, "pending_deliveries", self._pending, None),
+            Stat(GROUP, "delivery_workers", delivery_workers, None),  # running now
+            self._counter("delivery_worker_restarts"),
             self._counter("received_messages"),
             self._counter("chat_messages"),
             self._counter("sent_messages"),

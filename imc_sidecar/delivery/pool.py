@@ -58,11 +58,14 @@ class _Worker:
 
 
 class DeliveryPool:
-    def __init__(self, count: int, on_failure: FailureSink) -> None:
+    def __init__(
+        self, count: int, on_failure: FailureSink, on_restart: Callable[[], None] = lambda: None
+    ) -> None:
         if count < 1:
             raise ValueError("a delivery pool needs at least one worker")
         self._count = count
         self._on_failure = on_failure
+        self._on_restart = on_restart
         self._workers: list[_Worker] = []
         self._live: list[_Worker] = []
         self._next_token = 1
@@ -75,6 +78,11 @@ class DeliveryPool:
     @property
     def in_flight(self) -> int:
         return sum(worker.in_flight for worker in self._workers)
+
+    @property
+    def running(self) -> int:
+        """Workers taking copies now."""
+        return len(self._live)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -323,6 +331,7 @@ class DeliveryPool:
                     self._loop.add_reader(worker.channel.fileno(), self._on_reports, worker)
                     self._workers[dead.index] = worker
                     self._live = [w for w in self._workers if w.alive]
+                    self._on_restart()
                     return
             delay = min(delay * 2, _RESTART_MAX)
 

@@ -245,6 +245,8 @@ def test_a_killed_worker_costs_its_copies_not_the_server_and_is_restarted(
         _settled(rpc_port)
         stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
         assert stats["imc.failed_deliveries"] == 0  # it held nothing when it died
+        assert stats["imc.delivery_workers"] == 2
+        assert stats["imc.delivery_worker_restarts"] == 1
     finally:
         alice.close()
         bob.close()

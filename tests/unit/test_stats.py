@@ -20,7 +20,8 @@ def test_names_sorted_in_group_imc() -> None:
     assert {group for group, _ in names} == {"imc"}
     assert {name for _, name in names} == {
         "active_rooms", "members", "received_messages", "chat_messages", "sent_messages",
-        "failed_deliveries", "refused_messages", "pending_deliveries",
+        "failed_deliveries", "refused_messages", "pending_deliveries", "delivery_workers",
+        "delivery_worker_restarts",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 
