@@ -365,7 +365,7 @@ class SippReceiver:
             "-sf", str(scenario),
             "-i", self.ip,
             "-p", str(self.port),
-            "-cp", str(free_udp_port("0.0.0.0")),
+            "-cp", str(free_udp_port("0.0.0.0", avoid=(self.port,))),
             "-nostdin",
             "-aa",
             "-trace_msg",
@@ -438,6 +438,8 @@ class Reply:
         return finals[-1] if finals else None
 
 
+# sipp's complaint when a port it needs is taken (its own, or its control port).
+_BIND_FAILED = re.compile(r"Unable to bind (main|remote control) socket")
 _FINAL_CODES = (
     200, 202, 400, 401, 403, 404, 405, 407, 408, 413, 415, 420, 477, 478, 480,
     481, 482, 483, 484, 486, 488, 500, 501, 502, 503, 504, 505, 513, 600, 603, 604, 606,
@@ -552,7 +554,8 @@ class SippSender:
                 "-sf", str(scen_path),
                 "-i", self.ip,
                 "-p", str(self.port),
-                "-cp", str(free_udp_port("0.0.0.0")),
+                # never our own port: bound on 0.0.0.0 first, it would block -i/-p
+                "-cp", str(free_udp_port("0.0.0.0", avoid=(self.port,))),
                 "-m", "1",
                 "-r", "1000",
                 "-nr",
@@ -583,8 +586,9 @@ class SippSender:
                 raise SipUaError(f"sipp sender {self.name} hung: {cmd}") from exc
             trace = parse_sipp_trace(trace_path.read_bytes()) if trace_path.exists() else []
             sent = [m for m in trace if m.direction == "sent" and m.is_request]
-            if sent or "Unable to bind remote control socket" not in self.last_stderr:
+            if sent or not _BIND_FAILED.search(self.last_stderr):
                 break
+            time.sleep(0.2)  # a process that held the port may still be letting it go
         responses = tuple(
             m
             for m in trace
