@@ -314,3 +314,30 @@ def test_a_delivery_port_in_use_stops_start_up_with_one_clear_line(tmp_path: Pat
         assert any("cannot start: delivery worker 0 exited at start (code 1)" in line
                    for line in process.lines), process.lines
         assert not any("Traceback" in line for line in process.lines), process.lines
+
+
+def test_a_delivery_port_answers_requests_with_403_and_survives_garbage(
+    sidecar: SidecarProcess, rpc_port: int, delivery_port: int
+) -> None:
+    """A worker's port is not a listener: requests get a clear refusal, junk is dropped,
+    and the worker keeps delivering."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(5)
+        probe.bind(("127.0.0.1", 0))
+        worker = ("127.0.0.1", delivery_port)
+        for junk in (b"\x00" * 100, b"MESSAGE\r\n\r\n", b"SIP/2.0 200 OK\r\n\r\n", b"\r\n\r\n"):
+            probe.sendto(junk, worker)
+        probe.sendto(message("sip:chat-w@example.org", "hello"), worker)
+        assert status_line(probe.recvfrom(65535)[0]) == "SIP/2.0 403 Delivery Port"
+        probe.sendto(message("sip:chat-w@example.org", "", method="OPTIONS"), worker)
+        assert status_line(probe.recvfrom(65535)[0]) == "SIP/2.0 200 OK"
+    alice, bob = Member("alice"), Member("bob")
+    try:
+        room = "sip:chat-j@example.org"
+        _room(sidecar, room, alice, bob)
+        assert alice.say(room, "still here", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+        assert _bodies(bob.take(2))[-1] == "[alice]: still here"
+    finally:
+        alice.close()
+        bob.close()
+    assert rpc_result(rpc_port, "stats.fetchn", ["imc:"])["imc.delivery_workers"] == 2
