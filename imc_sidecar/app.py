@@ -225,27 +225,30 @@ class Sidecar:
             assert self.endpoint is not None
             self.endpoint.reply(event.handle, 503, reason, self._now())
             return
-        if self.admission.refusing(self._pending()) and not self.engine.is_command(request.body):
+        # The engine is a pure function: the backlog is the same before and after it.
+        pending = self._pending()
+        if self.admission.refusing(pending) and not self.engine.is_command(request.body):
             # Still overloaded: refuse a text before spending anything more on it.
             self.admission.refuse()
             self._refuse(event.handle)
             return
+        call_id = request.call_id
         chat = ChatRequest(
-            request_uri=request.uri,
-            from_uri=request.from_uri,
-            call_id=request.call_id,
-            body=request.body,
-            content_type=request.content_type,
+            request.uri, request.from_uri, call_id, request.body, request.content_type
         )
         try:
             outcome = self.engine.handle(chat)
         except Exception:  # a bug must cost one request, never the server
-            log.exception("engine failed on %s", request.call_id)
+            log.exception("engine failed on %s", call_id)
             outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
-        if outcome.command is None and outcome.messages:
+        messages = outcome.messages
+        if messages and outcome.command is None:
             # A chat text: its copies go out only if the backlog allows (overload.py).
-            copies = sum(len(out.recipients) for out in outcome.messages)
-            if not self.admission.admit(self._pending(), copies, self._now()):
+            if len(messages) == 1:
+                copies = len(messages[0].recipients)
+            else:
+                copies = sum(len(out.recipients) for out in messages)
+            if not self.admission.admit(pending, copies, self._now()):
                 self._refuse(event.handle)
                 return
         self.stats.count_command(outcome.command, outcome.rc)
@@ -331,9 +334,12 @@ class Sidecar:
                 # Copies that leave over UDP go to the delivery workers; the rest (and any
                 # a worker could not take) are sent from here.
                 hop = endpoint.next_hop_transport
-                udp = [uri for uri in recipients if hop(uri) == "udp"]
-                recipients = [uri for uri in recipients if hop(uri) != "udp"]
-                recipients += delivery.submit(udp, out.from_uri, out.body, headers, out.invite)
+                udp: list[str] = []
+                other: list[str] = []
+                for uri in recipients:
+                    (udp if hop(uri) == "udp" else other).append(uri)
+                other += delivery.submit(udp, out.from_uri, out.body, headers, out.invite)
+                recipients = other
             if recipients:
                 endpoint.send_many(recipients, out.from_uri, out.body, headers, out.invite, now)
         if handle is not None:

@@ -238,7 +238,9 @@ class SipEndpoint:
         request = apply_received(request, peer.address)
         dest = peer if peer.transport != "udp" else Peer("udp", response_address(request.top_via))
         handle = ServerHandle(self._layer.server_start(key, dest), request)
-        if request.max_forwards == 0:
+        # Validated when parsed (`_build_message`): None or at most three digits.
+        forwards = request.headers._first("max-forwards")
+        if forwards is not None and int(forwards) == 0:
             self._respond(handle, 483, "Too Many Hops", now)
         elif method == "CANCEL":
             # Nothing we run can be cancelled; a matching request only makes it a 200.

@@ -152,14 +152,34 @@ class _Message:
 
         The accessors' work in their order (Via, From, To, Call-ID, CSeq,
         Max-Forwards), written out: this runs for every request received."""
-        headers = self.headers
+        first = self.headers._first
         cache = object.__setattr__
-        cache(self, "_via", parse_via(_required(headers, "Via")))
-        cache(self, "_from", parse_name_addr(_required(headers, "From"), "From"))
-        cache(self, "_to", parse_name_addr(_required(headers, "To"), "To"))
-        self.call_id  # noqa: B018
-        cache(self, "_cseq", _parse_cseq(_required(headers, "CSeq")))
-        self.max_forwards  # noqa: B018
+        value = first("via")
+        if value is None:
+            raise ParseError("Missing Via")
+        cache(self, "_via", parse_via(value))
+        value = first("from")
+        if value is None:
+            raise ParseError("Missing From")
+        cache(self, "_from", parse_name_addr(value, "From"))
+        value = first("to")
+        if value is None:
+            raise ParseError("Missing To")
+        cache(self, "_to", parse_name_addr(value, "To"))
+        value = first("call-id")
+        if value is None:
+            raise ParseError("Missing Call-ID")
+        if not value or _has_space(value):
+            raise ParseError("Malformed Call-ID")
+        value = first("cseq")
+        if value is None:
+            raise ParseError("Missing CSeq")
+        cache(self, "_cseq", _parse_cseq(value))
+        value = first("max-forwards")
+        if value is not None and (
+            not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255
+        ):
+            raise ParseError("Malformed Max-Forwards")
 
     def _encode(self, start_line: str) -> bytes:
         lines = [start_line]
