@@ -232,9 +232,13 @@ class Sidecar:
             self.admission.refuse()
             self._refuse(event.handle)
             return
-        call_id = request.call_id
+        # The endpoint hands over validated requests only: From is parsed, Call-ID is
+        # there and well formed.
+        headers = request.headers
+        call_id = headers._first("call-id")
+        assert call_id is not None
         chat = ChatRequest(
-            request.uri, request.from_uri, call_id, request.body, request.content_type
+            request.uri, request.from_uri, call_id, request.body, headers._first("content-type")
         )
         try:
             outcome = self.engine.handle(chat)
@@ -333,11 +337,7 @@ class Sidecar:
             if delivery is not None:
                 # Copies that leave over UDP go to the delivery workers; the rest (and any
                 # a worker could not take) are sent from here.
-                hop = endpoint.next_hop_transport
-                udp: list[str] = []
-                other: list[str] = []
-                for uri in recipients:
-                    (udp if hop(uri) == "udp" else other).append(uri)
+                udp, other = endpoint.split_udp(recipients)
                 other += delivery.submit(udp, out.from_uri, out.body, headers, out.invite)
                 recipients = other
             if recipients:

@@ -425,6 +425,27 @@ class SipEndpoint:
         hop = self._proxy or self._target(request_uri)[0]
         return hop.transport if isinstance(hop, Peer) else None
 
+    def split_udp(self, request_uris: Iterable[str]) -> tuple[list[str], list[str]]:
+        """(the URIs whose MESSAGE would leave over UDP, the others), both in order: what
+        `next_hop_transport(uri) == "udp"` says of each, in one pass."""
+        udp: list[str] = []
+        other: list[str] = []
+        proxy = self._proxy
+        if proxy is not None:
+            (udp if isinstance(proxy, Peer) and proxy.transport == "udp" else other).extend(
+                request_uris
+            )
+            return udp, other
+        targets = self._targets
+        for uri in request_uris:
+            target = targets.get(uri)
+            hop = (self._target(uri) if target is None else target)[0]
+            if isinstance(hop, Peer) and hop.transport == "udp":
+                udp.append(uri)
+            else:
+                other.append(uri)
+        return udp, other
+
     def transport_error(self, peer: Peer, now: float) -> list[RequestCompleted]:
         """The edge could not send to `peer`: every request in flight to it fails (503)."""
         return self._layer.client_transport_error(peer, now)
