@@ -254,6 +254,9 @@ def _plain_params(text: str) -> Params:
     """Parameters of a `_PLAIN_PARAMS` match."""
     if not text:
         return ()
+    if text.count(";") == 1:  # one parameter (the usual branch or tag): no regex needed
+        name, eq, value = text[1:].partition("=")  # names hold no '='
+        return ((name, value if eq else None),)
     found = _PLAIN_PARAM.findall(text)
     return tuple([(name, value[1:] if value else None) for name, value in found])
 

@@ -444,11 +444,22 @@ def _build_message(
         message._required("To")
         message.call_id  # noqa: B018
     else:
-        message = Request(method, uri, headers, body)
+        # `Request(method, uri, headers, body)` without its constructor's work that is
+        # not needed here: `_parse_headers` keeps Content-Length out of the headers, and
+        # `_validate` sets every cached view (`_via`, `_from`, `_to`, `_cseq`).
+        message = _new_request(Request)
+        _set(message, "method", method)
+        _set(message, "uri", uri)
+        _set(message, "headers", headers)
+        _set(message, "body", body)
         message._validate()
         if message.cseq[1] != method:
             raise ParseError("CSeq method mismatch")
     return message
+
+
+_new_request = object.__new__
+_set = object.__setattr__
 
 
 # --- replies and the response path ---------------------------------------------------------
