@@ -165,7 +165,13 @@ class _Message:
         value = first("to")
         if value is None:
             raise ParseError("Missing To")
-        cache(self, "_to", parse_name_addr(value, "To"))
+        to = _TO_CACHE.get(value)  # a request's To seldom has a tag: values repeat
+        if to is None:
+            to = parse_name_addr(value, "To")
+            if len(_TO_CACHE) >= _VALUE_CACHE_MAX:
+                _TO_CACHE.clear()
+            _TO_CACHE[value] = to
+        cache(self, "_to", to)
         value = first("call-id")
         if value is None:
             raise ParseError("Missing Call-ID")
@@ -174,7 +180,13 @@ class _Message:
         value = first("cseq")
         if value is None:
             raise ParseError("Missing CSeq")
-        cache(self, "_cseq", _parse_cseq(value))
+        cseq = _CSEQ_CACHE.get(value)
+        if cseq is None:
+            cseq = _parse_cseq(value)
+            if len(_CSEQ_CACHE) >= _VALUE_CACHE_MAX:
+                _CSEQ_CACHE.clear()
+            _CSEQ_CACHE[value] = cseq
+        cache(self, "_cseq", cseq)
         value = first("max-forwards")
         if value is not None and (
             not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255
@@ -186,6 +198,14 @@ class _Message:
         lines.extend(f"{name}: {value}" for name, value in self.headers)
         lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+
+
+# Header values that repeat from request to request, parsed once (both results are
+# immutable; only successful parses are kept).  Bounded so hostile traffic cannot grow
+# them.
+_TO_CACHE: dict[str, NameAddr] = {}
+_CSEQ_CACHE: dict[str, tuple[int, str]] = {}
+_VALUE_CACHE_MAX = 4096
 
 
 def _required(headers: Headers, name: str) -> str:
