@@ -560,15 +560,16 @@ def reply_bytes(
 ) -> bytes:
     """`response_bytes` with its extra headers already made by `reply_headers`."""
     request_headers = request.headers
+    first = request_headers._first_item
     lines = [f"SIP/2.0 {status} {reason}"]
-    vias = [f"{name}: {value}" for key, name, value in request_headers._items if key == "via"]
-    lines.extend(vias)
-    for wanted in ("from", "to", "call-id", "cseq"):
-        item = request_headers._first_item(wanted)
-        if item is None:
-            continue
+    lines += [f"{name}: {value}" for key, name, value in request_headers._items if key == "via"]
+    item = first("from")
+    if item is not None:
+        lines.append(f"{item[1]}: {item[2]}")
+    item = first("to")
+    if item is not None:
         _, name, value = item
-        if wanted == "to" and status > 100:
+        if status > 100:
             parsed_to = request._to
             if parsed_to is None:
                 try:
@@ -580,7 +581,14 @@ def reply_bytes(
             if not has_tag:
                 value = f"{value};tag={to_tag}"
         lines.append(f"{name}: {value}")
-    lines.extend([f"{name}: {value}" for _, name, value in extra])
+    item = first("call-id")
+    if item is not None:
+        lines.append(f"{item[1]}: {item[2]}")
+    item = first("cseq")
+    if item is not None:
+        lines.append(f"{item[1]}: {item[2]}")
+    for _, name, value in extra:
+        lines.append(f"{name}: {value}")
     lines.append("Content-Length: 0\r\n\r\n")
     return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
