@@ -182,6 +182,7 @@ class SipEndpoint:
                 raise ValueError(f"bad outbound_proxy {config.outbound_proxy!r}")
         self._targets: dict[str, tuple[Peer | tuple[int, str], bytes | None]] = {}
         self._deferred: list[tuple[float, RequestCompleted]] = []
+        self._reply_peers: dict[Address, Peer] = {}  # where UDP replies go, by address
 
     @property
     def pending_requests(self) -> int:
@@ -236,7 +237,16 @@ class SipEndpoint:
             return []  # a retransmission, handled by its transaction
         original = request  # RFC 2543 keys hold the Via as received, before stamping
         request = apply_received(request, peer.address)
-        dest = peer if peer.transport != "udp" else Peer("udp", response_address(request.top_via))
+        if peer.transport != "udp":
+            dest = peer
+        else:
+            address = response_address(request.top_via)
+            reply_peer = self._reply_peers.get(address)  # senders repeat: one Peer each
+            if reply_peer is None:
+                if len(self._reply_peers) >= _HOP_CACHE_MAX:
+                    self._reply_peers.clear()
+                reply_peer = self._reply_peers[address] = Peer("udp", address)
+            dest = reply_peer
         handle = ServerHandle(self._layer.server_start(key, dest), request)
         # Validated when parsed (`_build_message`): None or at most three digits.
         forwards = request.headers._first("max-forwards")
