@@ -232,13 +232,9 @@ class Sidecar:
             self.admission.refuse()
             self._refuse(event.handle)
             return
-        # The endpoint hands over validated requests only: From is parsed, Call-ID is
-        # there and well formed.
-        headers = request.headers
-        call_id = headers._first("call-id")
-        assert call_id is not None
+        call_id = request.call_id
         chat = ChatRequest(
-            request.uri, request.from_uri, call_id, request.body, headers._first("content-type")
+            request.uri, request.from_uri, call_id, request.body, request.content_type
         )
         try:
             outcome = self.engine.handle(chat)
@@ -248,10 +244,7 @@ class Sidecar:
         messages = outcome.messages
         if messages and outcome.command is None:
             # A chat text: its copies go out only if the backlog allows (overload.py).
-            if len(messages) == 1:
-                copies = len(messages[0].recipients)
-            else:
-                copies = sum(len(out.recipients) for out in messages)
+            copies = sum(len(out.recipients) for out in messages)
             if not self.admission.admit(pending, copies, self._now()):
                 self._refuse(event.handle)
                 return

@@ -429,15 +429,9 @@ class SipEndpoint:
             target = self._targets[uri] = (_hop(uri), written)
         return target
 
-    def next_hop_transport(self, request_uri: str) -> str | None:
-        """How a MESSAGE to `request_uri` would leave ("udp" or "tcp"); None if it
-        cannot be sent at all."""
-        hop = self._proxy or self._target(request_uri)[0]
-        return hop.transport if isinstance(hop, Peer) else None
-
     def split_udp(self, request_uris: Iterable[str]) -> tuple[list[str], list[str]]:
-        """(the URIs whose MESSAGE would leave over UDP, the others), both in order: what
-        `next_hop_transport(uri) == "udp"` says of each, in one pass."""
+        """(the URIs whose MESSAGE would leave over UDP, the others), both in order: the
+        next hop is the outbound proxy when there is one, else the URI itself."""
         udp: list[str] = []
         other: list[str] = []
         proxy = self._proxy

@@ -136,7 +136,7 @@ class _Message:
 
     @property
     def content_type(self) -> str | None:
-        return self.headers.get("Content-Type")
+        return self.headers._first("content-type")
 
     @property
     def max_forwards(self) -> int | None:
