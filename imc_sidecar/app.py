@@ -14,6 +14,9 @@ import time
 from collections.abc import Iterable
 
 from .delivery.pool import DeliveryPool
+from .history.recorder import HistoryRecorder
+from .history.records import FanoutTally
+from .history.writer import HistoryWriter
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import ChatRequest, InviteTicket, Outcome
@@ -65,6 +68,7 @@ class Sidecar:
             lambda: self.engine,
             self._pending,
             lambda: 0 if self.delivery is None else self.delivery.running,
+            lambda: None if self.history is None else self.history.writer,
         )
         self.admission = Admission(settings.max_pending_deliveries)
         self.started_at = time.time()
@@ -73,6 +77,7 @@ class Sidecar:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: Wakeup | None = None
         self.delivery: DeliveryPool | None = None
+        self.history: HistoryRecorder | None = None
         self._batch_now: float | None = None  # the time of the batch being read
         self._writes: set[asyncio.Task[None]] = set()
         self._resync: asyncio.Task[None] | None = None
@@ -87,6 +92,7 @@ class Sidecar:
         workers = self._loop.create_task(self._start_delivery())
         try:
             await self._load()
+            await self._open_history()
         finally:
             await workers
         # RPC first: once the SIP "listening on" lines are logged, everything is up.
@@ -105,7 +111,7 @@ class Sidecar:
         udp = [listen for listen in self.settings.sip_listen if listen.transport == "udp"]
         if not count or not udp:
             return
-        pool = DeliveryPool(count, self._delivery_failed, self._delivery_restarted)
+        pool = DeliveryPool(count, self._delivery_ended, self._delivery_restarted)
         await pool.start(
             udp[0].host, self.settings.delivery_port, self.settings.outbound_proxy,
             self.settings.event_loop, self.settings.log_level,
@@ -131,6 +137,19 @@ class Sidecar:
                 gc.enable()
             log.info("loaded %d rooms from the database", count)
 
+    async def _open_history(self) -> None:
+        settings = self.settings
+        url = settings.history_db_url or (settings.db_url if settings.db_mode == 2 else None)
+        if not settings.history:
+            return
+        if url is None:
+            log.info("usage history off: db_mode 0 and no history_db_url")
+            return
+        writer = await HistoryWriter.open(
+            url, settings.history_flush_interval, settings.history_queue,
+            settings.history_retention_days,
+        )
+        self.history = HistoryRecorder(writer, settings.history_bodies)
 
     async def stop(self) -> None:
         """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
@@ -145,6 +164,8 @@ class Sidecar:
         while self._pending() and loop.time() < deadline:
             await asyncio.sleep(0.05)
         abandoned = self._pending()
+        if self.history is not None:
+            self.history.abandon_open()
         if abandoned:
             # Sent, never answered: count them like any other unanswered MESSAGE.
             self.stats.failed_deliveries += abandoned
@@ -157,6 +178,8 @@ class Sidecar:
         if self.delivery is not None:
             await self.delivery.close()
         await self.transports.close()
+        if self.history is not None:
+            await self.history.writer.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -204,17 +227,28 @@ class Sidecar:
                 self._on_request(event)
                 continue
             # Every completion is for a MESSAGE we sent (chat copy, notice or invitation).
-            if event.status >= 300:
-                self._delivery_failed(event.context, event.status, event.reason)
+            if event.status >= 300 or event.context is not None:
+                self._delivery_ended(event.context, event.status, event.reason)
 
     def _delivery_restarted(self) -> None:
         self.stats.delivery_worker_restarts += 1
 
-    def _delivery_failed(self, context: object, status: int, reason: str) -> None:
-        """A MESSAGE we sent (here or in a delivery worker) ended with `status` >= 300."""
+    def _delivery_ended(self, context: object, status: int, reason: str) -> None:
+        """A MESSAGE we sent (here or in a delivery worker) ended with `status`.
+
+        Called for every failure (>= 300) and for every end of a copy with a context.
+        """
+        if isinstance(context, FanoutTally):
+            assert self.history is not None
+            self.history.answered(context, status, self._now())
+        if status < 300:
+            return
         self.stats.failed_deliveries += 1
         if isinstance(context, InviteTicket):
-            self._complete(self.engine.invite_failed(context, status, reason), None)
+            outcome = self.engine.invite_failed(context, status, reason)
+            if self.history is not None:
+                self.history.invite_failed(context, outcome, status, reason)
+            self._complete(outcome, None)
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
@@ -249,6 +283,11 @@ class Sidecar:
                 self._refuse(event.handle)
                 return
         self.stats.count_command(outcome.command, outcome.rc)
+        if self.history is not None and outcome.command is None and outcome.rc == 1:
+            # An accepted text: its history row waits for every copy's final answer.
+            tally = self.history.chat(outcome, request.body, request.content_type, self._now())
+            self._emit(outcome, event.handle, tally)
+            return
         self._complete(outcome, event.handle)
 
     def _refuse(self, handle: ServerHandle) -> None:
@@ -285,7 +324,8 @@ class Sidecar:
             # Nothing is acknowledged: the caller hears of the failure, no notice claims
             # a change the database does not hold, and memory is reloaded from it.
             outcome = Outcome(
-                rc=-1, status=500, reason="Database error", command=outcome.command
+                rc=-1, status=500, reason="Database error", command=outcome.command,
+                actor=outcome.actor, room=outcome.room,
             )
             if self._resync is None:
                 self._resync = asyncio.get_running_loop().create_task(self._reload())
@@ -317,24 +357,31 @@ class Sidecar:
         finally:
             self._resync = None
 
-    def _emit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+    def _emit(
+        self, outcome: Outcome, handle: ServerHandle | None, tally: FanoutTally | None = None
+    ) -> None:
         endpoint = self.endpoint
         assert endpoint is not None
         now = self._now()
         extra = self.settings.extra_hdrs
         delivery = self.delivery
+        if self.history is not None and outcome.command is not None:
+            self.history.command(outcome)  # after its changes are durable
         for out in outcome.messages:
             self.stats.sent_messages += len(out.recipients)
             headers = header_block(out, extra)
             recipients: tuple[str, ...] | list[str] = out.recipients
+            # What each copy's final answer is reported with: an invitation's ticket, or
+            # the chat message's history tally.
+            context: object = out.invite if tally is None else tally
             if delivery is not None:
                 # Copies that leave over UDP go to the delivery workers; the rest (and any
                 # a worker could not take) are sent from here.
                 udp, other = endpoint.split_udp(recipients)
-                other += delivery.submit(udp, out.from_uri, out.body, headers, out.invite)
+                other += delivery.submit(udp, out.from_uri, out.body, headers, context)
                 recipients = other
             if recipients:
-                endpoint.send_many(recipients, out.from_uri, out.body, headers, out.invite, now)
+                endpoint.send_many(recipients, out.from_uri, out.body, headers, context, now)
         if handle is not None:
             endpoint.reply(handle, outcome.status, outcome.reason, now)
 

@@ -27,7 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_arguments(serve)
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
-    create = db_commands.add_parser("create", help="create the imc tables if missing")
+    create = db_commands.add_parser(
+        "create", help="create the imc tables (and the usage-history tables) if missing"
+    )
     add_arguments(create)
     rpc = commands.add_parser(
         "rpc",
@@ -80,4 +82,13 @@ async def _create_tables(settings: Settings) -> int:
     store = await Store.open(settings.db_url, settings.rooms_table, settings.members_table)
     await store.close()
     print("imc tables are in place")
+    if settings.history:
+        from .history.writer import HistoryWriter
+
+        writer = await HistoryWriter.open(
+            settings.history_db_url or settings.db_url, settings.history_flush_interval,
+            settings.history_queue, settings.history_retention_days,
+        )
+        await writer.close()
+        print("usage-history tables are in place")
     return 0

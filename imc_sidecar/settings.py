@@ -63,6 +63,9 @@ EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
 DEFAULT_MAX_PENDING = 5_000
 MAX_DELIVERY_WORKERS = 64
 DEFAULT_DELIVERY_PORT = 5100  # 5100-5107 in kamailio-snippets/sidecar-front.cfg
+DEFAULT_HISTORY_FLUSH = 0.5  # seconds between batches of usage history
+DEFAULT_HISTORY_QUEUE = 100_000  # history rows held while the database is slow or down
+MAX_RETENTION_DAYS = 100 * 366
 _EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRANSPORTS = ("udp", "tcp")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -180,6 +183,20 @@ class Settings:
     delivery_port: int = DEFAULT_DELIVERY_PORT
     """UDP port of the first delivery worker; worker i sends from `delivery_port + i`
     (a front proxy recognises the sidecar's traffic by these ports).  0: ephemeral."""
+    history: bool = True
+    """Record usage history (command events, one row per chat message with its
+    delivery results) in our own tables, written in batches off the hot path."""
+    history_db_url: str | None = None
+    """Database of the usage history; None: the same as `db_url`."""
+    history_flush_interval: float = DEFAULT_HISTORY_FLUSH
+    """Seconds between two batches of history rows (and so the most a kill -9 loses)."""
+    history_queue: int = DEFAULT_HISTORY_QUEUE
+    """History rows held in memory for the writer; rows beyond it are dropped, counted
+    (`imc:history_dropped`) and logged."""
+    history_bodies: bool = False
+    """Also store each chat message's body (text) in the history."""
+    history_retention_days: int = 0
+    """Prune history rows older than this many days, in small batches; 0 keeps all."""
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""
@@ -191,7 +208,8 @@ class Settings:
             elif f.name == "rpc_token":
                 shown = "(set)" if value else "None"
             else:
-                shown = repr(redact(value) if f.name == "db_url" else value)
+                secret = f.name in ("db_url", "history_db_url") and value is not None
+                shown = repr(redact(value) if secret else value)
             lines.append(f"{f.name} = {shown}")
         return lines
 
@@ -452,6 +470,41 @@ def _port_or_zero(raw: object) -> int:
     return _integer(raw, 0, 65535, "must be a port number (1-65535) or 0 (ephemeral)")
 
 
+def _history_db_url(raw: object) -> str | None:
+    text = _text(raw).strip()
+    return _db_url(text) if text else None
+
+
+def _seconds(low: float, high: float) -> Callable[[object], float]:
+    def parse(raw: object) -> float:
+        what = f"must be a number of seconds from {low:g} to {high:g}"
+        if isinstance(raw, bool):
+            raise _Bad(what)
+        if isinstance(raw, int | float):
+            value = float(raw)
+        elif isinstance(raw, str):
+            try:
+                value = float(raw)
+            except ValueError:
+                raise _Bad(what) from None
+        else:
+            raise _Bad(what)
+        if not low <= value <= high:  # also refuses nan
+            raise _Bad(what)
+        return value
+
+    return parse
+
+
+def _history_queue(raw: object) -> int:
+    return _integer(raw, 100, 100_000_000, "must be an integer from 100 to 100000000")
+
+
+def _retention(raw: object) -> int:
+    return _integer(raw, 0, MAX_RETENTION_DAYS,
+                    f"must be a number of days from 0 (keep all) to {MAX_RETENTION_DAYS}")
+
+
 def _log_level(raw: object) -> str:
     text = _text(raw).strip().lower()
     if text not in _LOG_LEVELS:
@@ -509,6 +562,18 @@ _SPECS = (
     _Spec("delivery_port", _port_or_zero,
           f"UDP port of delivery worker 0, worker i uses PORT+i (default "
           f"{DEFAULT_DELIVERY_PORT}; 0: ephemeral)", "PORT"),
+    _Spec("history", _flag, "record usage history for analysts (default 1)", "0|1"),
+    _Spec("history_db_url", _history_db_url,
+          "database of the usage history (default: the same as db_url)", "URL"),
+    _Spec("history_flush_interval", _seconds(0.01, 60.0),
+          f"seconds between batches of history rows (default {DEFAULT_HISTORY_FLUSH:g})",
+          "SECONDS"),
+    _Spec("history_queue", _history_queue,
+          f"history rows held for the writer; more are dropped and counted (default "
+          f"{DEFAULT_HISTORY_QUEUE})", "N"),
+    _Spec("history_bodies", _flag, "store chat bodies in the history (default 0)", "0|1"),
+    _Spec("history_retention_days", _retention,
+          "prune history older than this many days (default 0: keep all)", "DAYS"),
 )
 _ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
 _NAMES = tuple(spec.name for spec in _SPECS)
@@ -602,7 +667,7 @@ def _read_toml(path: str) -> dict[str, object]:
 def _shown(name: str, value: object) -> str:
     if isinstance(value, list):
         value = ",".join(str(v) for v in value)
-    if name == "db_url" and isinstance(value, str):
+    if name in ("db_url", "history_db_url") and isinstance(value, str):
         value = redact(value)
     if name == "rpc_token":
         return "(hidden)"

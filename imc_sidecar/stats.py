@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .history.writer import HistoryWriter
     from .imc.engine import ImcEngine
 
 __all__ = ["COMMANDS", "GROUP", "Stat", "Statistics"]
@@ -51,9 +52,11 @@ class Statistics:
         engine: Callable[[], ImcEngine],
         pending: Callable[[], int] = lambda: 0,
         delivery_workers: Callable[[], int] = lambda: 0,
+        history: Callable[[], HistoryWriter | None] = lambda: None,
     ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
         self._pending = pending
+        self._history = history
         self.received_messages = 0  # MESSAGE requests handed to the chat engine
         self.chat_messages = 0  # chat texts accepted for fan-out
         self.sent_messages = 0  # MESSAGEs sent: chat copies and notices, one per recipient
@@ -73,6 +76,8 @@ class Statistics:
             self._counter("failed_deliveries"),
             self._counter("refused_messages"),
             *(self._command(name) for name in COMMANDS),
+            Stat(GROUP, "history_queued", self._history_queued, None),
+            *(self._history_counter(name) for name in ("written", "dropped", "errors")),
         ]
         # Kamailio lists groups, and the names in a group, in byte order.
         stats.sort(key=lambda stat: (stat.group, stat.name))
@@ -122,6 +127,22 @@ class Statistics:
             setattr(self, attribute, 0)
 
         return Stat(GROUP, attribute, read, reset)
+
+    def _history_queued(self) -> int:
+        writer = self._history()
+        return 0 if writer is None else writer.queued
+
+    def _history_counter(self, name: str) -> Stat:
+        def read() -> int:
+            writer = self._history()
+            return 0 if writer is None else int(getattr(writer.counters, name))
+
+        def reset() -> None:
+            writer = self._history()
+            if writer is not None:
+                setattr(writer.counters, name, 0)
+
+        return Stat(GROUP, f"history_{name}", read, reset)
 
     def _command(self, command: str) -> Stat:
         def read() -> int:

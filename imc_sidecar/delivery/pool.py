@@ -34,8 +34,9 @@ __all__ = ["DeliveryPool"]
 
 log = logging.getLogger("imc_sidecar.delivery")
 
-# Called for each copy that failed: (context given to submit or None, status, reason).
-FailureSink = Callable[[object, int, str], None]
+# Called for each copy that failed (status >= 300) and for each final answer of a copy
+# handed over with a context: (context given to submit or None, status, reason).
+EndSink = Callable[[object, int, str], None]
 
 _START_TIMEOUT = 20.0  # seconds for a worker to import, bind and say hello
 _EXIT_TIMEOUT = 5.0
@@ -52,19 +53,20 @@ class _Worker:
     process: asyncio.subprocess.Process
     address: tuple[str, int] = ("", 0)
     in_flight: int = 0  # copies handed over and not reported ended
-    contexts: dict[int, object] = field(default_factory=dict)  # token -> context
+    # token -> [context, copies of that token not reported yet]
+    contexts: dict[int, list[object]] = field(default_factory=dict)
     backlog: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # record, copies, token
     alive: bool = True
 
 
 class DeliveryPool:
     def __init__(
-        self, count: int, on_failure: FailureSink, on_restart: Callable[[], None] = lambda: None
+        self, count: int, on_end: EndSink, on_restart: Callable[[], None] = lambda: None
     ) -> None:
         if count < 1:
             raise ValueError("a delivery pool needs at least one worker")
         self._count = count
-        self._on_failure = on_failure
+        self._on_end = on_end
         self._on_restart = on_restart
         self._workers: list[_Worker] = []
         self._live: list[_Worker] = []
@@ -177,16 +179,15 @@ class DeliveryPool:
         if not live or not recipients:
             return list(recipients)
         count = len(live)
-        if count == 1 or context is not None:
-            # A context (an invitation: one recipient) is reported back once, by one worker.
-            worker = live[hash(recipients[0]) % count]
-            return self._hand(worker, recipients, from_uri, body, headers, context)
+        if count == 1:
+            return self._hand(live[0], recipients, from_uri, body, headers, context)
         shares: dict[int, list[str]] = {}
         for uri in recipients:
             shares.setdefault(hash(uri) % count, []).append(uri)
         left: list[str] = []
         for index, share in shares.items():
-            left += self._hand(live[index], share, from_uri, body, headers, None)
+            # Each share carries the context under a token of its own.
+            left += self._hand(live[index], share, from_uri, body, headers, context)
         return left
 
     def _hand(
@@ -216,7 +217,7 @@ class DeliveryPool:
             self._queue(worker, record, len(recipients), token)
         worker.in_flight += len(recipients)
         if token:
-            worker.contexts[token] = context
+            worker.contexts[token] = [context, len(recipients)]
         return []
 
     def _queue(self, worker: _Worker, record: bytes, copies: int, token: int) -> None:
@@ -263,15 +264,29 @@ class DeliveryPool:
                 continue
             worker.in_flight -= report.completed
             for token, status, reason in report.outcomes:
-                context = worker.contexts.pop(token, None) if token else None
-                if status >= 300:
-                    self._on_failure(context, status, reason)
+                context = self._take(worker, token, 1) if token else None
+                if status >= 300 or context is not None:
+                    self._on_end(context, status, reason)
+
+    @staticmethod
+    def _take(worker: _Worker, token: int, copies: int) -> object:
+        """The context of `copies` ended copies of `token`; forgotten after its last."""
+        entry = worker.contexts.get(token)
+        if entry is None:
+            return None
+        left = entry[1]
+        assert isinstance(left, int)
+        if left <= copies:
+            del worker.contexts[token]
+        else:
+            entry[1] = left - copies
+        return entry[0]
 
     def _fail(self, worker: _Worker, copies: int, token: int, why: tuple[int, str]) -> None:
         worker.in_flight -= copies
-        context = worker.contexts.pop(token, None) if token else None
+        context = self._take(worker, token, copies) if token else None
         for _ in range(copies):
-            self._on_failure(context, *why)
+            self._on_end(context, *why)
 
     def _lost(self, worker: _Worker) -> None:
         """The worker's end of the channel closed: every copy it held has failed."""
@@ -291,10 +306,14 @@ class DeliveryPool:
             f"its recipients go to the {len(self._live)} left" if self._live
             else "the sidecar sends every copy itself",
         )
-        for context in worker.contexts.values():
-            self._on_failure(context, *_WORKER_GONE)
-        for _ in range(held - len(worker.contexts)):
-            self._on_failure(None, *_WORKER_GONE)
+        with_context = 0
+        for context, left in worker.contexts.values():
+            assert isinstance(left, int)
+            with_context += left
+            for _ in range(left):
+                self._on_end(context, *_WORKER_GONE)
+        for _ in range(held - with_context):
+            self._on_end(None, *_WORKER_GONE)
         worker.contexts.clear()
         worker.in_flight = 0
         worker.channel.close()

@@ -22,6 +22,7 @@ __all__ = [
     "RoomDestroyed",
     "StoredMember",
     "StoredRoom",
+    "room_of",
 ]
 
 
@@ -64,6 +65,13 @@ class MemberRemoved:
 
 
 Change = RoomCreated | RoomDestroyed | MemberAdded | MemberFlagsChanged | MemberRemoved
+
+def room_of(change: Change) -> str:
+    """The URI of the room a change is about."""
+    if isinstance(change, RoomCreated | RoomDestroyed):
+        return f"sip:{change.name}@{change.domain}"
+    return change.room_uri
+
 
 # Asked before a change is made: why the store could not keep it, or None.  The store
 # owns the rule (column sizes); the engine refuses the command before anything changes.

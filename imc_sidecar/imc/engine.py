@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..sip.uri import SipUri, UriError, parse_uri
 from . import texts
-from .changes import Admit, MemberRemoved, StoredRoom
+from .changes import Admit, MemberRemoved, StoredRoom, room_of
 from .commands import ERROR_CODES, CommandRunner, Context, Reason, Refused, parse_command
 from .model import MEMBER_INVITED, Room
 from .outcome import ChatRequest, InviteTicket, Outcome, Outgoing
@@ -130,8 +130,14 @@ class ImcEngine:
             self._commands.run(ctx, parsed.command)
         except Refused as refused:
             # Commands check before they change anything, so a refusal leaves no trace.
-            return _failed(ERROR_CODES[parsed.command], refused.reason, parsed.command)
-        return _ok(parsed.command, ctx)
+            outcome = _failed(ERROR_CODES[parsed.command], refused.reason, parsed.command)
+        else:
+            outcome = _ok(parsed.command, ctx)
+        outcome.actor = f"sip:{src.user}@{src.host}"
+        outcome.room = f"sip:{dst.user}@{dst.host}"
+        if ctx.changes:  # the room changed, which a command may name in its arguments
+            outcome.room = room_of(ctx.changes[0])
+        return outcome
 
     def _chat(self, request: ChatRequest, src: SipUri, dst: SipUri) -> Outcome:
         """Fan a text out to every active member but the sender: the hot path."""
@@ -155,7 +161,7 @@ class ImcEngine:
         if len(body) > MAX_CHAT_BODY:
             return _failed(RC_CHAT_FAILED, Reason.TOO_LONG, None)
         recipients = self._table.broadcast_uris(room, skip=sender)
-        outcome = Outcome(RC_OK, 200, "OK")
+        outcome = Outcome(RC_OK, 200, "OK", actor=sender.uri, room=room.uri)
         if recipients:
             outcome.messages.append(
                 Outgoing(recipients, room.uri, body, content_type, request.call_id)

@@ -54,6 +54,9 @@ class Outcome:
     `rc` is what Kamailio's imc_manager() would return (1 or a negative code); `status`
     and `reason` are the SIP reply.  `changes` must be durable before the reply and
     `messages` go out.  `command` names the command run (None for chat), for counters.
+    `actor` (the sender, `sip:user@host`) and `room` (the room acted on, or the
+    Request-URI's room for a refusal) are set for commands and accepted chat texts, for
+    the usage history.
     """
 
     rc: int
@@ -62,3 +65,5 @@ class Outcome:
     changes: list[Change] = field(default_factory=list)
     messages: list[Outgoing] = field(default_factory=list)
     command: str | None = None
+    actor: str = ""
+    room: str = ""

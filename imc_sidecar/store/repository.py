@@ -15,13 +15,11 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, event, func, select, text
-from sqlalchemy.engine import URL
+from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from imc_sidecar.imc.changes import (
     Change,
@@ -33,6 +31,7 @@ from imc_sidecar.imc.changes import (
     StoredMember,
     StoredRoom,
 )
+from imc_sidecar.store.connect import StoreError, create_engine, reason
 from imc_sidecar.store.schema import (
     ImcTables,
     SchemaMismatch,
@@ -47,12 +46,7 @@ __all__ = ["DoesNotFit", "Store", "StoreError", "check_fits"]
 log = logging.getLogger(__name__)
 
 _MAX_BATCH_CHANGES = 500  # bounds one transaction's size under a burst
-_SQLITE_BUSY_MS = 5000  # another process (Kamailio, a second sidecar) may hold the lock
 _new_tuple = tuple.__new__
-
-
-class StoreError(Exception):
-    """A database problem, described in one line with no password in it."""
 
 
 class DoesNotFit(StoreError):
@@ -87,7 +81,7 @@ class Store:
             url = to_async_url(db_url)
         except ValueError as exc:
             raise StoreError(f"db_url {label}: {exc}") from None
-        engine = _create_engine(url, label)
+        engine = create_engine(url, label)
         dialect = url.get_backend_name()
         tables = build_tables(dialect, rooms_table, members_table)
         try:
@@ -106,7 +100,7 @@ class Store:
             async with self._engine.connect() as conn:
                 room_rows, member_rows = await conn.run_sync(self._fetch_all)
         except Exception as exc:
-            raise StoreError(f"cannot load rooms from {self.label}: {_reason(exc)}") from None
+            raise StoreError(f"cannot load rooms from {self.label}: {reason(exc)}") from None
         return _assemble(room_rows, member_rows)
 
     def _fetch_all(self, conn: Connection) -> tuple[Sequence[Any], Sequence[Any]]:
@@ -203,11 +197,11 @@ class Store:
                 for pending in batch:  # find the culprit; the others still get written
                     await self._write([pending])
                 return
-            _settle(batch, StoreError(f"database refused the change: {_reason(exc)}"))
+            _settle(batch, StoreError(f"database refused the change: {reason(exc)}"))
         except Exception as exc:
-            reason = _reason(exc)
-            log.error("store %s: write failed: %s", self.label, reason)
-            _settle(batch, StoreError(f"database write failed: {reason}"))
+            why = reason(exc)
+            log.error("store %s: write failed: %s", self.label, why)
+            _settle(batch, StoreError(f"database write failed: {why}"))
         else:
             _settle(batch, None)
 
@@ -236,43 +230,6 @@ def _assemble(room_rows: Sequence[Any], member_rows: Sequence[Any]) -> list[Stor
     return loaded
 
 
-def _create_engine(url: URL, label: str) -> AsyncEngine:
-    options: dict[str, Any] = {}
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        path = Path(url.database or "").expanduser()
-        if not path.resolve().parent.is_dir():
-            raise StoreError(
-                f"cannot open SQLite database {path.resolve()}: its directory does not exist"
-            )
-        log.info("store %s: SQLite file %s", label, path.resolve())  # relative URLs surprise
-    else:
-        options["pool_pre_ping"] = True  # survive a database restart between commands
-        if backend in ("mysql", "mariadb"):
-            options["pool_recycle"] = 3600  # below MySQL's default wait_timeout
-            if "charset" not in url.query:
-                url = url.update_query_dict({"charset": "utf8mb4"})
-    try:
-        engine = create_async_engine(url, **options)
-    except ImportError as exc:
-        raise StoreError(
-            f"db_url {label}: driver {url.get_driver_name()} is not installed ({exc})"
-        ) from None
-    if backend == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL + synchronous=FULL: a commit that returned is on disk, even after kill -9 or
-    # a power cut; readers (RPC, analysts) do not block the writer.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
-    cursor.close()
-
-
 async def _prepare(engine: AsyncEngine, tables: ImcTables, label: str) -> list[str]:
     for attempt in (1, 2):
         try:
@@ -287,9 +244,9 @@ async def _prepare(engine: AsyncEngine, tables: ImcTables, label: str) -> list[s
             # Two sidecars starting together may race to create the same table.
             if attempt == 1 and not exc.connection_invalidated and _is_race(exc):
                 continue
-            raise StoreError(f"cannot open database {label}: {_reason(exc)}") from None
+            raise StoreError(f"cannot open database {label}: {reason(exc)}") from None
         except (OSError, ImportError) as exc:
-            raise StoreError(f"cannot open database {label}: {_reason(exc)}") from None
+            raise StoreError(f"cannot open database {label}: {reason(exc)}") from None
     raise AssertionError("unreachable")
 
 
@@ -382,12 +339,3 @@ def _settle(batch: list[_Pending], error: StoreError | None) -> None:
             pending.done.set_result(None)
         else:
             pending.done.set_exception(error)
-
-
-def _reason(exc: BaseException) -> str:
-    """One line saying what went wrong, without SQLAlchemy's SQL echo."""
-    detail: BaseException = exc
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        detail = exc.orig
-    lines = str(detail).strip().splitlines()
-    return lines[0] if lines and lines[0] else type(detail).__name__

@@ -6,17 +6,24 @@ invitations do not fail) but does not run a full front Kamailio.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
+from collections.abc import Callable
+
+# For a request's R-URI user part: the status line to answer with (None: stay silent)
+# and how many seconds to wait first.
+Policy = Callable[[str], tuple[str | None, float]]
 
 
 class Answerer:
-    def __init__(self, status: str = "200 OK") -> None:
+    def __init__(self, status: str = "200 OK", policy: Policy | None = None) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.2)
         self.address: tuple[str, int] = self.sock.getsockname()
         self.status = status
+        self.policy = policy
         self.received: list[bytes] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -39,8 +46,22 @@ class Answerer:
             self.received.append(data)
             head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
             keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in _ECHOED]
-            reply = f"SIP/2.0 {self.status}\r\n" + "\r\n".join(keep)
-            self.sock.sendto((reply + "\r\nContent-Length: 0\r\n\r\n").encode(), source)
+            status, delay = self.status, 0.0
+            if self.policy is not None:
+                user = head[0].split(" ")[1].split(":", 1)[1].split("@", 1)[0]
+                status, delay = self.policy(user)
+            if status is None:
+                continue
+            reply = f"SIP/2.0 {status}\r\n" + "\r\n".join(keep)
+            data = (reply + "\r\nContent-Length: 0\r\n\r\n").encode()
+            if delay:
+                threading.Timer(delay, self._send, (data, source)).start()
+            else:
+                self._send(data, source)
+
+    def _send(self, data: bytes, target: tuple[str, int]) -> None:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            self.sock.sendto(data, target)
 
     def close(self) -> None:
         self._stop.set()

@@ -25,6 +25,9 @@ import aiomysql
 import asyncpg
 import pytest
 
+from imc_sidecar.history.records import EventRecord, MessageRecord
+from imc_sidecar.history.tables import EVENTS_TABLE, MESSAGES_TABLE
+from imc_sidecar.history.writer import HistoryWriter
 from imc_sidecar.imc.changes import (
     Change,
     MemberAdded,
@@ -531,3 +534,56 @@ async def test_sqlite_is_wal_and_full_sync(tmp_path: Path) -> None:
         sync = (await conn.exec_driver_sql("PRAGMA synchronous")).scalar()
     await store.close()
     assert (mode, sync) == ("wal", 2)  # 2 = FULL
+
+
+# --- usage history -----------------------------------------------------------------------
+
+
+async def _indexes(db: Scratch, table: str) -> set[tuple[str, tuple[str, ...]]]:
+    if db.kind == "sqlite":
+        names = [r[1] for r in await db.query(f"PRAGMA index_list({table})")
+                 if not str(r[1]).startswith("sqlite_autoindex")]
+        return {(n, tuple(r[2] for r in await db.query(f"PRAGMA index_info({n})")))
+                for n in names}
+    if db.kind == "mariadb":
+        rows = await db.query(
+            "SELECT index_name, column_name FROM information_schema.statistics WHERE "
+            "table_schema = DATABASE() AND table_name = %s AND index_name <> 'PRIMARY' "
+            "ORDER BY index_name, seq_in_index", table)
+        return set(_group(list(rows)).items())
+    rows = await db.query(
+        "SELECT i.relname, a.attname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+        "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = ANY(x.indkey) "
+        "WHERE x.indrelid = %s::regclass AND NOT x.indisprimary "
+        "ORDER BY i.relname, array_position(x.indkey::int[], a.attnum::int)", table)
+    return set(_group(list(rows)).items())
+
+
+async def test_history_script_matches_the_tables_the_sidecar_creates(
+    scratch: Scratch, tmp_path: Path
+) -> None:
+    """sql/<db>/imc-sidecar-history.sql and the sidecar's own DDL give the same tables,
+    and the sidecar then writes into the scripted ones without changing them."""
+    tables = (EVENTS_TABLE, MESSAGES_TABLE)
+    writer = await HistoryWriter.open(scratch.url, 0.05, 1000, 0)
+    made = {t: (await describe(scratch, t), await _indexes(scratch, t)) for t in tables}
+    await writer.close()
+    for table in tables:
+        await scratch.query(f"DROP TABLE {table}")
+    folder = {"sqlite": "sqlite", "mariadb": "mysql", "postgres": "postgres"}[scratch.kind]
+    await scratch.run_script(REPO / "sql" / folder / "imc-sidecar-history.sql")
+    scripted = {t: (await describe(scratch, t), await _indexes(scratch, t)) for t in tables}
+    assert scripted == made
+    assert made[EVENTS_TABLE][1] == {
+        (f"{EVENTS_TABLE}_room_time_idx", ("room", "time_us")),
+        (f"{EVENTS_TABLE}_time_idx", ("time_us",)),
+    }
+    writer = await HistoryWriter.open(scratch.url, 0.05, 1000, 0)
+    writer.add_message(MessageRecord(1, "sip:r@d", "sip:a@d", 3, "text/plain", 2, 2, 0,
+                                     None, 1500, None))
+    writer.add_events([EventRecord(1, "sip:r@d", "created", "sip:a@d", "sip:a@d", "ok", None)])
+    await writer.close()
+    assert writer.counters.written == 2
+    assert await scratch.query(f"SELECT room, latency_us FROM {MESSAGES_TABLE}") == [
+        ("sip:r@d", 1500)
+    ]

@@ -21,7 +21,8 @@ def test_names_sorted_in_group_imc() -> None:
     assert {name for _, name in names} == {
         "active_rooms", "members", "received_messages", "chat_messages", "sent_messages",
         "failed_deliveries", "refused_messages", "pending_deliveries", "delivery_workers",
-        "delivery_worker_restarts",
+        "delivery_worker_restarts", "history_queued", "history_written", "history_dropped",
+        "history_errors",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 

@@ -1,0 +1,227 @@
+"""The history writer: rows queued in memory, written in batches by one background task.
+
+Nothing on the request path waits for it.  `add_*` appends to a bounded queue and
+returns; every `flush_interval` the task writes what is queued in one transaction.  A
+database error is logged (at most once per `_LOG_EVERY` seconds) and counted, and the
+rows stay queued for the next attempt; rows that do not fit the queue are dropped,
+counted and logged, never silently.  Old rows are pruned in small batches when a
+retention is set, so a prune never holds a long lock.
+
+It reads too: the sidecar's history RPC methods page through the same engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ..store.connect import StoreError, create_engine, reason
+from ..store.urls import redact, to_async_url
+from .query import HistoryFilter, Page, read_page
+from .records import EventRecord, MessageRecord
+from .tables import (
+    HistoryTables,
+    build_history_tables,
+    ensure_history_schema,
+    event_row,
+    message_row,
+)
+
+__all__ = ["HistoryCounters", "HistoryWriter"]
+
+log = logging.getLogger("imc_sidecar.history")
+
+_BATCH = 5_000  # rows per transaction: bounds one commit's size under a backlog
+_LOG_EVERY = 10.0  # seconds between two log lines about the same trouble
+_PRUNE_EVERY = 60.0
+_PRUNE_BATCH = 1_000
+_RETRY_MAX = 30.0
+_CLOSE_TIMEOUT = 5.0
+
+class HistoryCounters:
+    """What the statistics show of the writer (plain ints, bumped in place)."""
+
+    __slots__ = ("dropped", "errors", "written")
+
+    def __init__(self) -> None:
+        self.written = 0  # rows committed
+        self.dropped = 0  # rows that did not fit the queue
+        self.errors = 0  # failed write attempts
+
+
+class HistoryWriter:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: HistoryTables,
+        label: str,
+        flush_interval: float,
+        capacity: int,
+        retention_days: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._engine = engine
+        self.tables = tables
+        self.label = label
+        self._interval = flush_interval
+        self._capacity = capacity
+        self._retention = retention_days
+        self._clock = clock
+        self._events: list[EventRecord] = []
+        self._messages: list[MessageRecord] = []
+        self.counters = HistoryCounters()
+        self._last_log: dict[str, float] = {}
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="imc-history")
+
+    @classmethod
+    async def open(
+        cls, db_url: str, flush_interval: float, capacity: int, retention_days: int
+    ) -> HistoryWriter:
+        """Connect and create the history tables when missing."""
+        label = redact(db_url)
+        try:
+            url = to_async_url(db_url)
+        except ValueError as exc:
+            raise StoreError(f"history_db_url {label}: {exc}") from None
+        engine = create_engine(url, label)
+        tables = build_history_tables()
+        try:
+            async with engine.begin() as conn:
+                created = await conn.run_sync(ensure_history_schema, tables)
+        except Exception as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot open history database {label}: {reason(exc)}") from None
+        if created:
+            log.info("history %s: created table(s) %s", label, ", ".join(created))
+        return cls(engine, tables, label, flush_interval, capacity, retention_days)
+
+    # -- the request path: never waits ------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        return len(self._events) + len(self._messages)
+
+    def add_events(self, events: Iterable[EventRecord]) -> None:
+        for event in events:
+            if self.queued >= self._capacity:
+                self._drop(1)
+            else:
+                self._events.append(event)
+
+    def add_message(self, message: MessageRecord) -> None:
+        if self.queued >= self._capacity:
+            self._drop(1)
+        else:
+            self._messages.append(message)
+
+    def _drop(self, count: int) -> None:
+        self.counters.dropped += count
+        self._warn(
+            "full",
+            "history queue full (%d rows): %d row(s) dropped so far (imc:history_dropped); "
+            "the history database is slow or down, or history_queue is too small",
+            self._capacity, self.counters.dropped,
+        )
+
+    def _warn(self, topic: str, message: str, *args: object) -> None:
+        now = self._clock()
+        if now - self._last_log.get(topic, -_LOG_EVERY) >= _LOG_EVERY:
+            self._last_log[topic] = now
+            log.warning(message, *args)
+
+    # -- the background task -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self._interval
+        last_prune = -_PRUNE_EVERY
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            # After a failure, wait longer each time (up to _RETRY_MAX) before retrying.
+            ok = await self._flush()
+            delay = self._interval if ok else min(max(delay * 2, 1.0), _RETRY_MAX)
+            if self._closing:
+                return
+            if self._retention and self._clock() - last_prune >= _PRUNE_EVERY:
+                last_prune = self._clock()
+                await self._prune()
+
+    async def _flush(self) -> bool:
+        """Write what is queued, a batch per transaction; False after a failure."""
+        while self._events or self._messages:
+            events = self._events[:_BATCH]
+            messages = self._messages[: _BATCH - len(events)]
+            try:
+                async with self._engine.begin() as conn:
+                    if events:
+                        await conn.execute(
+                            self.tables.events.insert(), [event_row(e) for e in events]
+                        )
+                    if messages:
+                        await conn.execute(
+                            self.tables.messages.insert(), [message_row(m) for m in messages]
+                        )
+            except Exception as exc:
+                self.counters.errors += 1
+                self._warn(
+                    "write", "history %s: cannot write %d row(s), kept for the next "
+                    "attempt: %s", self.label, self.queued, reason(exc),
+                )
+                return False
+            # Rows added while the transaction ran are behind these: cut from the front.
+            del self._events[: len(events)]
+            del self._messages[: len(messages)]
+            self.counters.written += len(events) + len(messages)
+        return True
+
+    async def _prune(self) -> None:
+        cutoff = int((self._clock() - self._retention * 86_400) * 1_000_000)
+        for table in (self.tables.events, self.tables.messages):
+            while not self._closing:
+                try:
+                    async with self._engine.begin() as conn:
+                        ids = (await conn.execute(
+                            select(table.c.id).where(table.c.time_us < cutoff)
+                            .order_by(table.c.id).limit(_PRUNE_BATCH)
+                        )).scalars().all()
+                        if ids:
+                            await conn.execute(delete(table).where(table.c.id.in_(ids)))
+                except Exception as exc:
+                    self._warn("prune", "history %s: pruning failed: %s", self.label, reason(exc))
+                    return
+                if len(ids) < _PRUNE_BATCH:
+                    break
+                await asyncio.sleep(0)  # let a flush or a reader in between batches
+
+    # -- reading (the history RPC) ---------------------------------------------------------
+
+    async def page(self, which: str, where: HistoryFilter, after: int, limit: int) -> Page:
+        def read(conn: Connection) -> Page:
+            return read_page(conn, self.tables, which, where, after, limit)
+
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(read)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write what is queued (for a few seconds at most), then disconnect."""
+        self._closing = True
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), _CLOSE_TIMEOUT)
+        except TimeoutError:
+            self._task.cancel()
+        except Exception:  # the task's own failure was logged where it happened
+            pass
+        if self.queued:
+            log.warning("history %s: %d row(s) not written at stop", self.label, self.queued)
+        await self._engine.dispose()

@@ -1,0 +1,73 @@
+"""Opening a database: one engine factory and one way to word its errors.
+
+The write-through store and the history writer each open their own engine through
+here, so SQLite gets the same durability settings and every backend the same pool
+options whichever part of the sidecar connects.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+__all__ = ["StoreError", "create_engine", "reason", "sqlite_pragmas"]
+
+log = logging.getLogger("imc_sidecar.store")
+
+_SQLITE_BUSY_MS = 5000  # another process (Kamailio, a second sidecar) may hold the lock
+
+
+class StoreError(Exception):
+    """A database problem, described in one line with no password in it."""
+
+
+def create_engine(url: URL, label: str) -> AsyncEngine:
+    options: dict[str, Any] = {}
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        path = Path(url.database or "").expanduser()
+        if not path.resolve().parent.is_dir():
+            raise StoreError(
+                f"cannot open SQLite database {path.resolve()}: its directory does not exist"
+            )
+        log.info("store %s: SQLite file %s", label, path.resolve())  # relative URLs surprise
+    else:
+        options["pool_pre_ping"] = True  # survive a database restart between commands
+        if backend in ("mysql", "mariadb"):
+            options["pool_recycle"] = 3600  # below MySQL's default wait_timeout
+            if "charset" not in url.query:
+                url = url.update_query_dict({"charset": "utf8mb4"})
+    try:
+        engine = create_async_engine(url, **options)
+    except ImportError as exc:
+        raise StoreError(
+            f"db_url {label}: driver {url.get_driver_name()} is not installed ({exc})"
+        ) from None
+    if backend == "sqlite":
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+    return engine
+
+
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL + synchronous=FULL: a commit that returned is on disk, even after kill -9 or
+    # a power cut; readers (RPC, analysts) do not block the writer.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_MS}")
+    cursor.close()
+
+
+def reason(exc: BaseException) -> str:
+    """One line saying what went wrong, without SQLAlchemy's SQL echo."""
+    detail: BaseException = exc
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        detail = exc.orig
+    lines = str(detail).strip().splitlines()
+    return lines[0] if lines and lines[0] else type(detail).__name__
