@@ -147,7 +147,7 @@ class Sidecar:
             return
         writer = await HistoryWriter.open(
             url, settings.history_flush_interval, settings.history_queue,
-            settings.history_retention_days,
+            settings.history_retention_days, wait=False,
         )
         self.history = HistoryRecorder(writer, settings.history_bodies)
 

@@ -78,30 +78,49 @@ class HistoryWriter:
         self.counters = HistoryCounters()
         self._last_log: dict[str, float] = {}
         self._closing = False
+        self._ready = False  # the tables are known to exist
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="imc-history")
 
     @classmethod
     async def open(
-        cls, db_url: str, flush_interval: float, capacity: int, retention_days: int
+        cls,
+        db_url: str,
+        flush_interval: float,
+        capacity: int,
+        retention_days: int,
+        wait: bool = True,
     ) -> HistoryWriter:
-        """Connect and create the history tables when missing."""
+        """Connect and create the history tables when missing.
+
+        `wait` False (the sidecar's start): a history database that cannot be reached
+        must not keep chat from starting, so the tables are made by the background
+        task, retried like any failed write, while rows queue up meanwhile.
+        """
         label = redact(db_url)
         try:
             url = to_async_url(db_url)
         except ValueError as exc:
             raise StoreError(f"history_db_url {label}: {exc}") from None
         engine = create_engine(url, label)
-        tables = build_history_tables()
-        try:
-            async with engine.begin() as conn:
-                created = await conn.run_sync(ensure_history_schema, tables)
-        except Exception as exc:
-            await engine.dispose()
-            raise StoreError(f"cannot open history database {label}: {reason(exc)}") from None
+        writer = cls(engine, build_history_tables(), label, flush_interval, capacity,
+                     retention_days)
+        if wait:
+            try:
+                await writer._ensure_tables()
+            except Exception as exc:
+                await writer.close()
+                raise StoreError(
+                    f"cannot open history database {label}: {reason(exc)}"
+                ) from None
+        return writer
+
+    async def _ensure_tables(self) -> None:
+        async with self._engine.begin() as conn:
+            created = await conn.run_sync(ensure_history_schema, self.tables)
         if created:
-            log.info("history %s: created table(s) %s", label, ", ".join(created))
-        return cls(engine, tables, label, flush_interval, capacity, retention_days)
+            log.info("history %s: created table(s) %s", self.label, ", ".join(created))
+        self._ready = True
 
     # -- the request path: never waits ------------------------------------------------------
 
@@ -156,6 +175,14 @@ class HistoryWriter:
 
     async def _flush(self) -> bool:
         """Write what is queued, a batch per transaction; False after a failure."""
+        if not self._ready:
+            try:
+                await self._ensure_tables()
+            except Exception as exc:
+                self.counters.errors += 1
+                self._warn("write", "history %s: cannot create the history tables, "
+                           "rows kept for the next attempt: %s", self.label, reason(exc))
+                return False
         while self._events or self._messages:
             events = self._events[:_BATCH]
             messages = self._messages[: _BATCH - len(events)]

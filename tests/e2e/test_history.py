@@ -351,3 +351,25 @@ def test_delivery_workers_report_each_copy_to_the_history(tmp_path: Path) -> Non
         rows = conn.execute("SELECT recipients, delivered, failed, worst_status "
                             "FROM imc_sidecar_messages").fetchall()
     assert rows == [(11, 8, 3, 603)] * 20
+
+
+def test_an_unreachable_history_database_does_not_keep_the_sidecar_from_serving(
+    tmp_path: Path,
+) -> None:
+    """Nothing listens where the history database should be: the sidecar starts, serves
+    commands and chat, and keeps the rows queued while it retries."""
+    answerer = Answerer()
+    db = tmp_path / "imc.sqlite"
+    nowhere = f"postgres://postgres@127.0.0.1:{free_port()}/history"
+    with _running(f"sqlite:///{db}", answerer, "--history-db-url", nowhere) as (
+        phone, rpc_port, sidecar,
+    ):
+        assert phone.send("alice", "chat-1", "#create") == "SIP/2.0 200 OK"
+        assert phone.send("bob", "chat-1", "#join") == "SIP/2.0 200 OK"
+        assert phone.send("bob", "chat-1", "hello") == "SIP/2.0 200 OK"
+        deadline = time.monotonic() + 10
+        while (stats := _stats(rpc_port))["history_queued"] < 3 or not stats["history_errors"]:
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.05)
+        assert stats["history_written"] == 0
+        sidecar.wait_for_line("cannot create the history tables")
