@@ -4,7 +4,8 @@ Like ctl, a connection carries any number of requests back to back (kamcmd's int
 mode keeps one open) and each reply echoes its request's cookie.  A packet whose header or
 method name cannot be parsed gets a 400 "bad request…" fault when its cookie could be
 read, then the connection is closed; bad parameters, an unknown method or a method's
-fault leave the connection usable.
+fault leave the connection usable.  An async method's reply is awaited before the
+connection's next request is read, so replies keep the order of the requests.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ import logging
 import os
 import socket
 import stat
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from .binrpc_codec import (
     BinrpcError,
@@ -28,9 +30,15 @@ from .binrpc_codec import (
     encode_fault,
     encode_reply,
 )
-from .registry import MethodNotFound, Registry, RpcContext, RpcFault
+from .registry import MethodNotFound, Registry, RpcContext, RpcFault, RpcReply
 
-__all__ = ["BinrpcAddress", "handle_packet", "parse_binrpc_address", "start_binrpc_server"]
+__all__ = [
+    "BinrpcAddress",
+    "handle_packet",
+    "parse_binrpc_address",
+    "start_binrpc_server",
+    "start_packet",
+]
 
 log = logging.getLogger("imc_sidecar.rpc.binrpc")
 
@@ -78,8 +86,13 @@ def parse_binrpc_address(address: str) -> BinrpcAddress:
     return BinrpcAddress("tcp", host="0.0.0.0" if host == "*" else host, port=int(port_text))
 
 
-def handle_packet(packet: Packet, registry: Registry, context: RpcContext) -> tuple[bytes, bool]:
-    """The bytes to answer one packet with, and whether the connection must close."""
+Answer = tuple[bytes, bool]  # the bytes to send, and whether the connection must close
+
+
+def start_packet(
+    packet: Packet, registry: Registry, context: RpcContext
+) -> Answer | Coroutine[Any, Any, Answer]:
+    """The answer to one packet, or for an async method a coroutine giving it."""
     cookie = packet.cookie
     if packet.type is not PacketType.REQUEST:
         return encode_fault(cookie, 400, "bad request: corrupted packet"), True
@@ -87,21 +100,52 @@ def handle_packet(packet: Packet, registry: Registry, context: RpcContext) -> tu
         method, start = decode_method(packet.body)
     except BinrpcError as exc:  # ctl closes the connection after these
         return encode_fault(cookie, 400, exc.fault_text), True
-    if registry.get(method) is None:  # ctl looks the name up before any parameter
+    found = registry.get(method)
+    if found is None:  # ctl looks the name up before any parameter
         return encode_fault(cookie, 500, f"command {method} not found"), False
     try:
         params = decode_params(packet.body, start)
     except BinrpcError as exc:  # the packet's bounds are sound: the connection can go on
         return encode_fault(cookie, 400, exc.fault_text), False
+    if found.is_async:
+        return _finish(cookie, method, registry, context, params)
     try:
         reply = registry.call(context, method, params)
-    except MethodNotFound:
+    except Exception as exc:
+        return _failed(cookie, method, exc)
+    return _encoded(cookie, method, reply)
+
+
+def handle_packet(packet: Packet, registry: Registry, context: RpcContext) -> Answer:
+    """The answer to one packet without waiting; an async method gets a fault."""
+    answer = start_packet(packet, registry, context)
+    if isinstance(answer, tuple):
+        return answer
+    answer.close()
+    return encode_fault(packet.cookie, 500, "method needs an asynchronous transport"), False
+
+
+async def _finish(
+    cookie: int, method: str, registry: Registry, context: RpcContext, params: Sequence[object]
+) -> Answer:
+    try:
+        reply = await registry.call_async(context, method, params)
+    except Exception as exc:
+        return _failed(cookie, method, exc)
+    return _encoded(cookie, method, reply)
+
+
+def _failed(cookie: int, method: str, exc: Exception) -> Answer:
+    if isinstance(exc, MethodNotFound):
         return encode_fault(cookie, 500, f"command {method} not found"), False
-    except RpcFault as fault:
-        return encode_fault(cookie, fault.code, fault.message), False
-    except Exception:  # a method's bug must not take the listener down
-        log.exception("BINRPC method %s failed", method)
-        return encode_fault(cookie, 500, "internal server error"), False
+    if isinstance(exc, RpcFault):
+        return encode_fault(cookie, exc.code, exc.message), False
+    # a method's bug must not take the listener down
+    log.error("BINRPC method %s failed", method, exc_info=exc)
+    return encode_fault(cookie, 500, "internal server error"), False
+
+
+def _encoded(cookie: int, method: str, reply: RpcReply) -> Answer:
     try:
         data = encode_reply(cookie, reply.values)
     except (TypeError, ValueError):
@@ -130,6 +174,7 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._counted = False
+        self._busy: asyncio.Task[None] | None = None  # an async method's answer pending
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's stream transports are not asyncio.Transport subclasses.
@@ -150,6 +195,9 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._busy is not None:
+            self._busy.cancel()
+            self._busy = None
         self._transport = None
 
     def data_received(self, data: bytes) -> None:
@@ -169,7 +217,10 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._paused = False
-        if self._transport is not None and not self._transport.is_closing():
+        if (
+            self._transport is not None and not self._transport.is_closing()
+            and self._busy is None
+        ):
             self._transport.resume_reading()
             self._process()
 
@@ -187,7 +238,10 @@ class _Connection(asyncio.Protocol):
 
     def _process(self) -> None:
         transport = self._transport
-        while transport is not None and not transport.is_closing() and not self._paused:
+        while (
+            transport is not None and not transport.is_closing() and not self._paused
+            and self._busy is None
+        ):
             try:
                 packet = self._reader.next_packet()
             except BinrpcError as exc:
@@ -198,11 +252,32 @@ class _Connection(asyncio.Protocol):
                 return
             if packet is None:
                 return
-            data, close = handle_packet(packet, self._listener.registry, self._listener.context)
-            transport.write(data)
-            if close:
-                transport.close()
+            answer = start_packet(packet, self._listener.registry, self._listener.context)
+            if not isinstance(answer, tuple):
+                # Read nothing more until this reply is out: replies stay in order and
+                # a client cannot pile up requests meanwhile.
+                transport.pause_reading()
+                self._busy = asyncio.get_running_loop().create_task(self._await(answer))
                 return
+            self._send(transport, answer)
+
+    async def _await(self, pending: Coroutine[Any, Any, Answer]) -> None:
+        answer = await pending
+        self._busy = None
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._send(transport, answer)
+        if not self._paused and not transport.is_closing():
+            transport.resume_reading()
+            self._process()
+
+    @staticmethod
+    def _send(transport: asyncio.Transport, answer: Answer) -> None:
+        data, close = answer
+        transport.write(data)
+        if close:
+            transport.close()
 
 
 class _UnixServer(asyncio.AbstractServer):

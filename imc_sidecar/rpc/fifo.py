@@ -22,7 +22,7 @@ import logging
 import os
 import stat
 
-from .jsonrpc import handle_json, string_member
+from .jsonrpc import answer_json, string_member
 from .registry import Registry, RpcContext
 
 __all__ = ["MAX_DOCUMENT", "DocumentFramer", "FifoServer"]
@@ -191,7 +191,7 @@ class FifoServer:
             log.warning("rpc fifo: reply path %s too long", path)
             return
         try:
-            body = handle_json(document, self.registry, self.context)[2]
+            body = (await answer_json(document, self.registry, self.context))[2]
         except Exception:  # one bad request must never stop the transport
             log.exception("rpc fifo: request failed")
             return

@@ -17,7 +17,7 @@ import stat
 from aiohttp import web
 
 from ..settings import RpcAddress
-from .jsonrpc import handle_json
+from .jsonrpc import answer_json
 from .registry import Registry, RpcContext
 
 __all__ = ["MAX_BODY", "PATH", "HttpServer", "make_app", "start_http_server"]
@@ -39,7 +39,7 @@ def make_app(registry: Registry, context: RpcContext, token: str | None) -> web.
                 return web.Response(status=401, text="bearer token required\n",
                                     headers={"WWW-Authenticate": 'Bearer realm="imc-sidecar"'})
         body = await request.read()
-        status, reason, reply = handle_json(body, registry, context)
+        status, reason, reply = await answer_json(body, registry, context)
         if reply is None:
             return web.Response(status=status, reason=reason, text="empty request\n")
         return web.Response(status=status, reason=reason, body=reply, content_type=_JSON)

@@ -28,13 +28,23 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from jsonrpcserver import Error, Success, dispatch_to_serializable
 
 from .registry import Registry, RpcContext, RpcFault, RpcReply, RpcStruct
 
-__all__ = ["JsonReply", "fault_body", "handle_json", "render", "string_member"]
+__all__ = [
+    "JsonReply",
+    "answer_json",
+    "fault_body",
+    "handle_json",
+    "render",
+    "start_json",
+    "string_member",
+]
 
 # (HTTP status, reason phrase, body); body None: nothing to answer.
 JsonReply = tuple[int, str, bytes | None]
@@ -217,8 +227,15 @@ def _result(reply: RpcReply) -> object:
     return reply.values[-1] if reply.values else RpcStruct()
 
 
-def handle_json(text: bytes, registry: Registry, context: RpcContext) -> JsonReply:
-    """Answer one JSON-RPC request document: (HTTP status, reason, body)."""
+@dataclass(frozen=True, slots=True)
+class _Call:
+    name: str
+    params: list[object]
+    request_id: object
+
+
+def _prepare(text: bytes, registry: Registry) -> JsonReply | _Call:
+    """The envelope rules: a reply when they already decide it, else the call to make."""
     if not text.strip(b" \t\r\n"):
         return 400, "Empty Request", None
     try:
@@ -245,21 +262,83 @@ def handle_json(text: bytes, registry: Registry, context: RpcContext) -> JsonRep
     else:
         params = []
     params = [_clean(p) if isinstance(p, str) else p for p in params]
-    return _dispatch(name, params, registry, context, request_id)
+    return _Call(name, params, request_id)
+
+
+def start_json(
+    text: bytes, registry: Registry, context: RpcContext
+) -> JsonReply | Coroutine[Any, Any, JsonReply]:
+    """The reply to one request document, or for an async method a coroutine giving it.
+
+    Sync methods are answered here and now, as before async methods existed; only a
+    transport that has an async method's coroutine needs to wait.
+    """
+    call = _prepare(text, registry)
+    if not isinstance(call, _Call):
+        return call
+    if _is_async(registry, call.name):
+        return _dispatch_async(call, registry, context)
+    return _dispatch_sync(call, registry, context)
+
+
+async def answer_json(text: bytes, registry: Registry, context: RpcContext) -> JsonReply:
+    """Answer one JSON-RPC request document, sync or async method alike."""
+    reply = start_json(text, registry, context)
+    return reply if isinstance(reply, tuple) else await reply
+
+
+def handle_json(text: bytes, registry: Registry, context: RpcContext) -> JsonReply:
+    """Answer one request document without waiting: (HTTP status, reason, body).
+
+    An async method cannot be answered this way and gets a fault; the transports use
+    `start_json` or `answer_json`.
+    """
+    call = _prepare(text, registry)
+    if not isinstance(call, _Call):
+        return call
+    if _is_async(registry, call.name):
+        return _fault(500, "Method needs an asynchronous transport", call.request_id)
+    return _dispatch_sync(call, registry, context)
+
+
+def _is_async(registry: Registry, name: str) -> bool:
+    method = registry.get(name)
+    return method is not None and method.is_async
+
+
+def _dispatch_sync(call: _Call, registry: Registry, context: RpcContext) -> JsonReply:
+    return _dispatch(call, registry, context,
+                     lambda: registry.call(context, call.name, call.params))
+
+
+async def _dispatch_async(call: _Call, registry: Registry, context: RpcContext) -> JsonReply:
+    outcome: RpcReply | Exception
+    try:
+        outcome = await registry.call_async(context, call.name, call.params)
+    except Exception as exc:  # re-raised inside the dispatcher below, like a sync failure
+        outcome = exc
+
+    def settled() -> RpcReply:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return _dispatch(call, registry, context, settled)
 
 
 def _dispatch(
-    name: str, params: list[object], registry: Registry, context: RpcContext, request_id: object
+    call: _Call, registry: Registry, context: RpcContext, run: Callable[[], RpcReply]
 ) -> JsonReply:
     def invoke(ctx: RpcContext, *args: object) -> Any:
         try:
-            return Success(registry.call(ctx, name, args))
+            return Success(run())
         except RpcFault as fault:
             return Error(fault.code, fault.message)
 
     # jsonrpcserver sees a plain, valid request; the envelope rules are applied here.
-    methods = {name: invoke} if registry.get(name) is not None else {}
-    request = {"jsonrpc": "2.0", "method": name, "params": params, "id": 0}
+    # It also turns any other exception into -32603, for sync and async methods alike.
+    methods = {call.name: invoke} if registry.get(call.name) is not None else {}
+    request = {"jsonrpc": "2.0", "method": call.name, "params": call.params, "id": 0}
     response = dispatch_to_serializable(
         "",
         methods=methods,
@@ -268,6 +347,7 @@ def _dispatch(
         validator=lambda _doc: _doc,
     )
     assert isinstance(response, dict)
+    request_id = call.request_id
     if "error" in response:
         error = response["error"]
         code = int(error["code"])

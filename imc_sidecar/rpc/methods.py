@@ -17,6 +17,7 @@ from importlib import metadata
 
 from ..sip.uri import UriError, parse_uri
 from ..stats import Stat, Statistics
+from .history_methods import register_history_methods
 from .registry import (
     Registry,
     RpcContext,
@@ -57,6 +58,7 @@ def build_registry() -> Registry:
     add("core.uptime", core_uptime, "Returns uptime of SIP server.")
     add("core.echo", core_echo, "Returns back its parameters.", array=True)
     add("core.prints", core_prints, "Returns the strings given as parameters.", array=True)
+    register_history_methods(registry)  # ours, in the sidecar. namespace
     return registry
 
 

@@ -4,19 +4,27 @@ A method is written once; each transport (HTTP, JSON-RPC datagrams, FIFO, BINRPC
 its `RpcReply` into its own wire format.  Values follow Kamailio's RPC model: a method
 *adds* values to its reply; a method registered as an array (Kamailio's RET_ARRAY)
 returns all of them as one array over JSON-RPC, any other returns only the last one.
+
+A method that reads the database is async (`is_async=True`, a coroutine handler): every
+transport awaits it without holding up its other clients.  Kamailio's own methods stay
+synchronous, so their replies leave in the same event-loop turn as before.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 if TYPE_CHECKING:
+    from ..history.recorder import HistoryRecorder
     from ..imc.engine import ImcEngine
     from ..stats import Statistics
 
 __all__ = [
+    "AsyncHandler",
+    "Handler",
     "MethodNotFound",
     "Registry",
     "RpcContext",
@@ -67,7 +75,8 @@ class RpcReply:
 
 class RpcContext(Protocol):
     """What methods may read: the live engine (it is replaced after a reload), the
-    statistics, and when the server started (wall clock, for core.uptime)."""
+    statistics, when the server started (wall clock, for core.uptime), and the usage
+    history (None when it is off)."""
 
     @property
     def engine(self) -> ImcEngine: ...
@@ -78,16 +87,27 @@ class RpcContext(Protocol):
     @property
     def started_at(self) -> float: ...
 
+    @property
+    def history(self) -> HistoryRecorder | None: ...
+
 
 Handler = Callable[[RpcContext, Sequence[object]], RpcReply]
+AsyncHandler = Callable[[RpcContext, Sequence[object]], Awaitable[RpcReply]]
 
 
 @dataclass(frozen=True, slots=True)
 class RpcMethod:
     name: str
-    handler: Handler
+    handler: Handler | AsyncHandler
     doc: str
     array: bool = False
+    is_async: bool = False  # the handler returns an awaitable: transports await it
+
+    def __post_init__(self) -> None:
+        # A coroutine handler registered as sync would hand transports a coroutine
+        # object as its reply; refuse it where the method is defined.
+        if inspect.iscoroutinefunction(self.handler) and not self.is_async:
+            raise ValueError(f"RPC method {self.name}: a coroutine handler needs is_async=True")
 
 
 class Registry:
@@ -105,11 +125,45 @@ class Registry:
     def get(self, name: str) -> RpcMethod | None:
         return self._methods.get(name)
 
-    def call(self, context: RpcContext, name: str, params: Sequence[object]) -> RpcReply:
-        """Run a method; raises RpcFault (MethodNotFound for an unknown name)."""
+    def start(
+        self, context: RpcContext, name: str, params: Sequence[object]
+    ) -> RpcReply | Coroutine[Any, Any, RpcReply]:
+        """Run a sync method to its reply, or give an async one's coroutine to await.
+
+        Raises RpcFault (MethodNotFound for an unknown name); an async method's faults
+        come out of the await.
+        """
         method = self._methods.get(name)
         if method is None:
             raise MethodNotFound(name)
+        if method.is_async:
+            return _run_async(method, context, params)
         reply = method.handler(context, params)
+        if not isinstance(reply, RpcReply):
+            raise TypeError(f"RPC method {name} returned {type(reply).__name__}, not RpcReply")
         reply.array = method.array
         return reply
+
+    def call(self, context: RpcContext, name: str, params: Sequence[object]) -> RpcReply:
+        """Run a sync method; an async one raises TypeError (use `call_async`)."""
+        result = self.start(context, name, params)
+        if isinstance(result, RpcReply):
+            return result
+        result.close()  # never started: the handler was not even called
+        raise TypeError(f"RPC method {name} is async: call it with call_async")
+
+    async def call_async(
+        self, context: RpcContext, name: str, params: Sequence[object]
+    ) -> RpcReply:
+        """Run any method, sync or async."""
+        result = self.start(context, name, params)
+        return result if isinstance(result, RpcReply) else await result
+
+
+async def _run_async(
+    method: RpcMethod, context: RpcContext, params: Sequence[object]
+) -> RpcReply:
+    result = method.handler(context, params)
+    reply = result if isinstance(result, RpcReply) else await result
+    reply.array = method.array
+    return reply

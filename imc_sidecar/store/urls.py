@@ -1,4 +1,5 @@
-"""Turn a `db_url` setting into a SQLAlchemy URL with an asyncio driver.
+"""Turn a `db_url` setting into a SQLAlchemy URL with an asyncio driver (the sidecar),
+or with a synchronous one (`to_sync_url`: the analysts' offline client).
 
 Two spellings are accepted:
 
@@ -18,6 +19,10 @@ slash, so `sqlite:///imc.sqlite` is relative to the working directory and
 `sqlite:///etc/kamailio/kamailio.db` and mean an absolute path only because Kamailio
 runs from `/`; we do not guess.)  `sqlite://imc.sqlite`, which Kamailio rejects, is
 taken as a relative file name.  In-memory SQLite is refused: nothing would survive.
+
+`to_sync_url` reads the same spellings the same way and only picks the driver: one
+named in a SQLAlchemy URL is kept when it is synchronous, otherwise pysqlite, PyMySQL
+(installed with aiomysql) or psycopg (the `postgres` extra).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import re
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-__all__ = ["redact", "to_async_url"]
+__all__ = ["redact", "to_async_url", "to_sync_url"]
 
 # Backend -> the asyncio driver used when none (or a synchronous one) is named.
 _DEFAULT_DRIVER = {
@@ -47,6 +52,13 @@ _SYNC_DRIVERS = {
     "mysql": {"pymysql", "mysqldb", "mysqlconnector", "mariadbconnector", "cymysql"},
     "mariadb": {"pymysql", "mysqldb", "mysqlconnector", "mariadbconnector", "cymysql"},
     "postgresql": {"psycopg2", "psycopg2cffi", "pg8000"},
+}
+# Backend -> the synchronous driver used when none (or an asyncio one) is named.
+_DEFAULT_SYNC_DRIVER = {
+    "sqlite": "pysqlite",
+    "mysql": "pymysql",
+    "mariadb": "pymysql",
+    "postgresql": "psycopg",
 }
 # Kamailio scheme -> SQLAlchemy backend.
 _KAMAILIO_SCHEMES = {
@@ -74,6 +86,17 @@ def to_async_url(db_url: str) -> URL:
     if backend == "sqlite":
         return _sqlite_url(_DEFAULT_DRIVER["sqlite"], _kamailio_sqlite_path(rest), {})
     return _kamailio_server_url(backend, rest)
+
+
+def to_sync_url(db_url: str) -> URL:
+    """Return the SQLAlchemy URL (synchronous driver) for `db_url`; ValueError if unusable."""
+    url = to_async_url(db_url)  # the one parser: same spellings, same checks
+    backend = url.get_backend_name()
+    scheme = db_url.strip().partition("://")[0].lower()
+    named = scheme.partition("+")[2]
+    sync = _SYNC_DRIVERS[backend] | {"psycopg"}  # psycopg 3 serves both worlds
+    driver = named if named in sync else _DEFAULT_SYNC_DRIVER[backend]
+    return url.set(drivername=f"{backend}+{driver}")
 
 
 def redact(db_url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from imc_sidecar.history.recorder import HistoryRecorder
 from imc_sidecar.imc.changes import StoredMember, StoredRoom
 from imc_sidecar.imc.engine import EngineConfig, ImcEngine
 from imc_sidecar.imc.model import MEMBER_INVITED, MEMBER_OWNER
@@ -11,12 +12,15 @@ STARTED_AT = 1_700_000_000.0
 
 
 class Context:
-    def __init__(self, rooms: list[StoredRoom] | None = None) -> None:
+    def __init__(
+        self, rooms: list[StoredRoom] | None = None, history: HistoryRecorder | None = None
+    ) -> None:
         self.engine = ImcEngine(EngineConfig())
         if rooms:
             self.engine.load(rooms)
         self.stats = Statistics(lambda: self.engine)
         self.started_at = STARTED_AT
+        self.history = history
 
 
 def _member(user: str, flags: int = 0) -> StoredMember:

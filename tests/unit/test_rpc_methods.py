@@ -160,7 +160,8 @@ def test_list_methods_sorted_and_complete() -> None:
             "stats.fetchn", "stats.reset_statistics", "stats.clear_statistics",
             "system.listMethods", "system.methodHelp", "system.methodSignature",
             "core.version", "core.uptime", "core.info", "core.echo",
-            "core.prints"} == set(names)
+            "core.prints", "sidecar.rooms", "sidecar.members", "sidecar.events",
+            "sidecar.messages"} == set(names)
 
 
 def test_method_help() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imc_sidecar.store.urls import redact, to_async_url
+from imc_sidecar.store.urls import redact, to_async_url, to_sync_url
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,29 @@ def test_bad_urls(db_url: str, message: str) -> None:
 )
 def test_redact(db_url: str, shown: str) -> None:
     assert redact(db_url) == shown
+
+
+@pytest.mark.parametrize(
+    ("db_url", "driver", "database"),
+    [
+        ("sqlite:///imc.sqlite", "sqlite+pysqlite", "imc.sqlite"),
+        ("sqlite:////var/lib/imc.sqlite", "sqlite+pysqlite", "/var/lib/imc.sqlite"),
+        ("sqlite+aiosqlite:///imc.sqlite", "sqlite+pysqlite", "imc.sqlite"),
+        ("mysql://u:p@ss@h/k", "mysql+pymysql", "k"),
+        ("mysql+aiomysql://u@h/k", "mysql+pymysql", "k"),
+        ("mysql+mysqldb://u@h/k", "mysql+mysqldb", "k"),
+        ("postgres://u@h/k", "postgresql+psycopg", "k"),
+        ("postgresql+asyncpg://u@h/k", "postgresql+psycopg", "k"),
+        ("postgresql+psycopg2://u@h/k", "postgresql+psycopg2", "k"),
+    ],
+)
+def test_sync_urls(db_url: str, driver: str, database: str) -> None:
+    url = to_sync_url(db_url)
+    assert (url.drivername, url.database) == (driver, database)
+    if db_url.startswith("mysql://"):
+        assert (url.username, url.password) == ("u", "p@ss")
+
+
+def test_sync_url_refuses_what_the_sidecar_refuses() -> None:
+    with pytest.raises(ValueError, match="SQLite needs a file"):
+        to_sync_url("sqlite:///:memory:")
