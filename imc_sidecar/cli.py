@@ -1,4 +1,4 @@
-"""`imc-sidecar serve | rpc METHOD ARGS | db create`: the command line."""
+"""`imc-sidecar serve | rpc METHOD ARGS | db create | demo`: the command line."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from .demo.cli import add_demo_arguments, run_demo_command
 from .rpc.client_cli import add_rpc_arguments, run_rpc
 from .runtime import loop_factory
 from .settings import Settings, SettingsError, add_arguments, load_settings
@@ -37,10 +38,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Call an admin RPC method and print the reply the way kamcmd does.",
     )
     add_rpc_arguments(rpc)
+    demo = commands.add_parser("demo", help="generate realistic chat traffic against a sidecar")
+    add_demo_arguments(demo)
 
     args = parser.parse_args(argv)
     if args.command == "rpc":
         return run_rpc(args)
+    if args.command == "demo":
+        return run_demo_command(args)
     try:
         settings = load_settings(args, os.environ)
     except SettingsError as exc:
