@@ -240,7 +240,7 @@ class Sidecar:
         """
         if isinstance(context, FanoutTally):
             assert self.history is not None
-            self.history.answered(context, status, self._now())
+            self.history.answered(context, status)
         if status < 300:
             return
         self.stats.failed_deliveries += 1
@@ -285,7 +285,7 @@ class Sidecar:
         self.stats.count_command(outcome.command, outcome.rc)
         if self.history is not None and outcome.command is None and outcome.rc == 1:
             # An accepted text: its history row waits for every copy's final answer.
-            tally = self.history.chat(outcome, request.body, request.content_type, self._now())
+            tally = self.history.chat(outcome, request.body, request.content_type)
             self._emit(outcome, event.handle, tally)
             return
         self._complete(outcome, event.handle)

@@ -27,11 +27,17 @@ def _micros(clock: Callable[[], float]) -> int:
 
 class HistoryRecorder:
     def __init__(
-        self, writer: HistoryWriter, bodies: bool, clock: Callable[[], float] = time.time
+        self,
+        writer: HistoryWriter,
+        bodies: bool,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.writer = writer
         self._bodies = bodies
         self._clock = clock  # wall clock, for the rows' times
+        # For latencies: uvloop's loop.time() only counts whole milliseconds.
+        self._monotonic = monotonic
         self._open: set[FanoutTally] = set()
 
     def command(self, outcome: Outcome) -> None:
@@ -46,13 +52,11 @@ class HistoryRecorder:
             invite_failed_event(ticket, outcome, status, reason, _micros(self._clock))
         )
 
-    def chat(
-        self, outcome: Outcome, body: bytes, content_type: str | None, now: float
-    ) -> FanoutTally | None:
+    def chat(self, outcome: Outcome, body: bytes, content_type: str | None) -> FanoutTally | None:
         """Start the row of an accepted chat text; None when it has no recipient."""
         recipients = sum(len(out.recipients) for out in outcome.messages)
         tally = FanoutTally(
-            _micros(self._clock), now, outcome.room, outcome.actor, len(body),
+            _micros(self._clock), self._monotonic(), outcome.room, outcome.actor, len(body),
             content_type or "text/plain", recipients,
             body.decode("utf-8", "replace") if self._bodies else None,
         )
@@ -62,9 +66,9 @@ class HistoryRecorder:
         self._open.add(tally)
         return tally
 
-    def answered(self, tally: FanoutTally, status: int, now: float) -> None:
-        """One copy of `tally`'s message got its final `status` at loop time `now`."""
-        if tally.answered(status, now) and tally in self._open:
+    def answered(self, tally: FanoutTally, status: int) -> None:
+        """One copy of `tally`'s message got its final `status`, just now."""
+        if tally.answered(status, self._monotonic()) and tally in self._open:
             self._open.discard(tally)
             self.writer.add_message(tally.record())
 

@@ -175,7 +175,7 @@ class FanoutTally:
         body: str | None,
     ) -> None:
         self.time_us = time_us
-        self.started = started  # loop time when accepted
+        self.started = started  # monotonic time when accepted
         self.room = room
         self.sender = sender
         self.size = size
@@ -192,7 +192,7 @@ class FanoutTally:
         return self.delivered + self.failed >= self.recipients
 
     def answered(self, status: int, now: float) -> bool:
-        """One copy ended with `status` at loop time `now`; True once every copy has."""
+        """One copy ended with `status` at monotonic time `now`; True once every copy has."""
         if status < 300:
             self.delivered += 1
         else:

@@ -79,6 +79,7 @@ class HistoryWriter:
         self._last_log: dict[str, float] = {}
         self._closing = False
         self._ready = False  # the tables are known to exist
+        self._schema_lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="imc-history")
 
@@ -116,11 +117,14 @@ class HistoryWriter:
         return writer
 
     async def _ensure_tables(self) -> None:
-        async with self._engine.begin() as conn:
-            created = await conn.run_sync(ensure_history_schema, self.tables)
-        if created:
-            log.info("history %s: created table(s) %s", self.label, ", ".join(created))
-        self._ready = True
+        async with self._schema_lock:  # open() and the first flush may both get here
+            if self._ready:
+                return
+            async with self._engine.begin() as conn:
+                created = await conn.run_sync(ensure_history_schema, self.tables)
+            if created:
+                log.info("history %s: created table(s) %s", self.label, ", ".join(created))
+            self._ready = True
 
     # -- the request path: never waits ------------------------------------------------------
 
