@@ -1,16 +1,19 @@
 """``bench/run``: every system started here, the same load at each arm, one report.
 
-Comparisons (arm A is Kamailio 5.6 imc, arm B the sidecar; same shapes, same senders,
-same receivers, in the same run):
+Comparisons (same shapes, same senders, same receivers, both arms in the same run):
 
-* ``engine``     -- members addressed directly (``sip:user@127.1.R.M``); A: Kamailio + imc,
-  no registrar, no outbound proxy; B: the sidecar, no outbound proxy.
+* ``engine``     -- members addressed directly (``sip:user@127.1.R.M``); A: Kamailio 5.6 +
+  imc, no registrar, no outbound proxy; B: the sidecar, no outbound proxy.
 * ``deployment`` -- members REGISTER; A: Kamailio as registrar + imc with outbound_proxy
   to itself; B: ``kamailio-snippets/sidecar-front.cfg`` in front of the sidecar, whose
   outbound_proxy is that front.
+* ``history``    -- the sidecar of ``engine`` B against itself: A with ``--history 0``,
+  B with ``--history 1`` (usage history recorded; shapes 10x10 and 100x5 by default).
 
-Before them, ``generator`` measures the load generator alone (sipp straight to the
-member sockets), which bounds what the box can show; after them the scale figures.
+The sidecar of ``engine`` and ``deployment`` runs with usage history on (``--history 1``,
+the default: what users get).  Before the comparisons, ``generator`` measures the load
+generator alone (sipp straight to the member sockets), which bounds what the box can
+show; after them the scale figures.
 """
 
 from __future__ import annotations
@@ -22,21 +25,35 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .layout import DOMAIN, SHAPES, Pool, Shape, db_rows, direct_plan, room_plan
+from .layout import (
+    DOMAIN,
+    HISTORY_SHAPES,
+    SHAPES,
+    Pool,
+    Shape,
+    db_rows,
+    direct_plan,
+    room_plan,
+)
 from .report import machine_facts, render_markdown, targets
-from .runner import ArmResult, ReceiverPool, Runner, Settings, run_arm
+from .runner import ArmResult, ReceiverPool, Runner, Settings, System, run_arm
 from .scale import run_scale
 from .systems import FrontAndSidecar, KamailioImc, Sidecar
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
+COMPARISONS = ("engine", "deployment", "history")
 # Where the search starts, in deliveries/s (arm B starts at arm A's edge).
-START = {"engine": 6000.0, "deployment": 3000.0, "generator": 12000.0}
+START = {"engine": 6000.0, "deployment": 3000.0, "history": 6000.0, "generator": 12000.0}
 QUICK_RATE = 200.0  # messages/s in --quick
+# The history target allows 10 %: its arms bisect once more than the others, so that the
+# highest clean and the lowest failing rate end about 5 % apart instead of 11 %.
+HISTORY_REFINEMENTS = 3
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,12 +72,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-generator", action="store_true", help="skip measuring the load generator alone"
     )
     p.add_argument(
-        "--comparisons", default="engine,deployment", help="engine,deployment (default both)"
+        "--comparisons",
+        default=",".join(COMPARISONS),
+        help="any of engine,deployment,history (default all three)",
     )
     p.add_argument(
         "--shapes",
-        default=",".join(s.name for s in SHAPES),
-        help="ROOMSxMEMBERS list (default 10x10,1x100,100x5)",
+        help="ROOMSxMEMBERS list for every comparison (default 10x10,1x100,100x5 for engine "
+        "and deployment, 10x10,100x5 for history)",
     )
     p.add_argument("--duration", type=float, help="seconds per open-loop step (default 4)")
     p.add_argument(
@@ -108,8 +127,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--out",
         type=Path,
-        help="directory for the .md and .json (default "
-        "bench/results; --quick writes quick.*, --scale scale.*, else latest.*)",
+        help="directory for the .md and .json (default bench/results; --quick writes "
+        "quick.*, --scale scale.*, the full run latest.*, any other partial.*)",
     )
     p.add_argument("--workdir", type=Path, help="keep logs and cfgs here (default: temp)")
     return p.parse_args(argv)  # fmt: skip
@@ -148,21 +167,54 @@ def ratios(a: ArmResult, b: ArmResult) -> dict[str, float | None]:
     }
 
 
+def output_stem(args: argparse.Namespace, comparisons: list[str]) -> str:
+    """quick, scale, latest (everything, the figures README shows) or partial: a run of
+    some comparisons, shapes or parts never overwrites the full run's results."""
+    if args.quick:
+        return "quick"
+    if args.scale:
+        return "scale"
+    full = (
+        set(comparisons) == set(COMPARISONS)
+        and args.shapes is None
+        and not args.no_generator
+        and not args.no_scale
+    )
+    return "latest" if full else "partial"
+
+
+def comparison_shapes(args: argparse.Namespace, comparisons: list[str]) -> dict[str, list[Shape]]:
+    """The shapes of each comparison: ``--shapes`` for all, else each one's default."""
+    if args.shapes is not None:
+        given = [Shape.parse(s) for s in args.shapes.split(",") if s]
+        chosen = {c: list(given) for c in comparisons}
+    else:
+        chosen = {c: list(HISTORY_SHAPES if c == "history" else SHAPES) for c in comparisons}
+    if args.quick:
+        chosen = {c: shapes[:1] for c, shapes in chosen.items()}
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.time()
     command = "bench/run " + " ".join(sys.argv[1:] if argv is None else argv)
     command = command.strip()
     out_dir: Path = args.out or RESULTS
-    stem = "quick" if args.quick else "scale" if args.scale else "latest"
-    shapes = [Shape.parse(s) for s in args.shapes.split(",") if s]
     comparisons = [c for c in args.comparisons.split(",") if c]
     for c in comparisons:
-        if c not in ("engine", "deployment"):
+        if c not in COMPARISONS:
             raise SystemExit(f"bench/run: unknown comparison {c!r}")
+    stem = output_stem(args, comparisons)
+    per_comparison = comparison_shapes(args, comparisons)
+    shapes: list[Shape] = []  # every shape of the run, in order of first use
+    for c_shapes in per_comparison.values():
+        shapes += [s for s in c_shapes if s not in shapes]
+    if not shapes:  # no comparison: the generator alone
+        shapes = [Shape.parse(s) for s in (args.shapes or "").split(",") if s] or list(SHAPES)
+        shapes = shapes[:1] if args.quick else shapes
     settings = Settings(window=args.window)
     if args.quick:
-        shapes = shapes[:1]
         settings = Settings(
             duration=args.duration or 2.0,
             closed_duration=1.0,
@@ -195,8 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             "receiver_processes": args.receiver_processes,
             "kamailio_children": args.children,
             "sidecar_delivery_workers": args.delivery_workers,
+            # engine/deployment B: the sidecar as users get it (--history 1, the default)
+            "sidecar_history": sidecar_history_setting(),
+            "history_refinements": HISTORY_REFINEMENTS if not args.quick else 0,
             "kamailio_shm_mb": args.shm_mb,
             "shapes": [s.name for s in shapes],
+            "comparison_shapes": {c: [s.name for s in v] for c, v in per_comparison.items()},
         },
         "generator": None,
         "comparisons": {},
@@ -204,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         if not args.scale:
-            run_comparisons(args, report, workdir, shapes, comparisons, settings)
+            run_comparisons(args, report, workdir, shapes, per_comparison, settings)
         if args.scale or (not args.no_scale and not args.quick):
             print("scale figures", flush=True)
             sizes = [int(x) for x in args.scale_rooms.split(",") if x]
@@ -229,12 +285,74 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def sidecar_history_setting() -> dict[str, Any]:
+    """What the sidecar arms of engine and deployment run with, for the report."""
+    from imc_sidecar.settings import Settings as SidecarSettings
+
+    defaults = SidecarSettings()
+    return {
+        "history": True,
+        "flag": "--history 1",
+        "default_history": defaults.history,
+        "flush_interval_s": defaults.history_flush_interval,
+    }
+
+
+def _arm_systems(
+    args: argparse.Namespace,
+    comparison: str,
+    base: Path,
+    rooms: list[tuple[str, str, int]],
+    members: list[tuple[str, str, str, int]],
+) -> tuple[tuple[str, str, System], tuple[str, str, System]]:
+    """(system label, setting, system) of arm A and arm B."""
+    if comparison == "history":
+        off = Sidecar(
+            base / "A", rooms, members, delivery_workers=args.delivery_workers, history=False
+        )
+        on = Sidecar(
+            base / "B", rooms, members, delivery_workers=args.delivery_workers, history=True
+        )
+        return ("sidecar", "history off", off), ("sidecar", "history on", on)
+    deployment = comparison == "deployment"
+    a_sys = KamailioImc(
+        base / "A",
+        "deploy" if deployment else "engine",
+        rooms,
+        members,
+        children=args.children,
+        shm_mb=args.shm_mb,
+    )
+    b_sys: FrontAndSidecar | Sidecar
+    if deployment:
+        b_sys = FrontAndSidecar(
+            base / "B", rooms, members, children=args.children, shm_mb=args.shm_mb,
+            delivery_workers=args.delivery_workers, history=True,
+        )  # fmt: skip
+    else:
+        b_sys = Sidecar(
+            base / "B", rooms, members, delivery_workers=args.delivery_workers, history=True
+        )
+    return ("kamailio", "", a_sys), ("sidecar", "history on", b_sys)
+
+
+def _history_rows(system: System) -> dict[str, int] | None:
+    inner = system.sidecar if isinstance(system, FrontAndSidecar) else system
+    if not isinstance(inner, Sidecar):
+        return None
+    try:
+        return inner.history_rows()
+    except Exception as exc:  # a figure for the report, never a reason to stop the run
+        print(f"    (history rows not counted: {exc})", flush=True)
+        return None
+
+
 def run_comparisons(
     args: argparse.Namespace,
     report: dict[str, Any],
     workdir: Path,
     shapes: list[Shape],
-    comparisons: list[str],
+    per_comparison: dict[str, list[Shape]],
     settings: Settings,
 ) -> None:
     pool = Pool(list(shapes) if args.quick else list(SHAPES) + list(shapes), args.member_net)
@@ -264,56 +382,52 @@ def run_comparisons(
                 direct=True,
             )
             report["generator"] = result.to_json()
-        for comparison in comparisons:
+        for comparison, c_shapes in per_comparison.items():
             deployment = comparison == "deployment"
             report["comparisons"][comparison] = {}
-            for shape in shapes:
+            # both arms of a comparison searched alike; history's bisected once more
+            runner.settings = (
+                replace(settings, refinements=HISTORY_REFINEMENTS)
+                if comparison == "history" and not args.quick
+                else settings
+            )
+            for shape in c_shapes:
                 print(f"{comparison} comparison, {shape.name}", flush=True)
                 plan = room_plan(pool, shape, deployment=deployment)
                 rooms, members = db_rows(pool, shape, deployment=deployment)
                 base = workdir / comparison / shape.name
-                a_sys = KamailioImc(
-                    base / "A",
-                    "deploy" if deployment else "engine",
-                    rooms,
-                    members,
-                    children=args.children,
-                    shm_mb=args.shm_mb,
+                (a_name, a_setting, a_sys), (b_name, b_setting, b_sys) = _arm_systems(
+                    args, comparison, base, rooms, members
                 )
                 start = QUICK_RATE if args.quick else START[comparison] / shape.fanout
                 a = run_arm(
                     runner,
-                    ArmResult(comparison, "A", "kamailio", shape.name, shape.fanout),
+                    ArmResult(comparison, "A", a_name, shape.name, shape.fanout, a_setting),
                     a_sys,
                     plan,
                     shape,
                     start,
                     domain=DOMAIN,
                 )
-                b_sys: FrontAndSidecar | Sidecar
-                if deployment:
-                    b_sys = FrontAndSidecar(
-                        base / "B", rooms, members, children=args.children, shm_mb=args.shm_mb,
-                        delivery_workers=args.delivery_workers,
-                    )
-                else:
-                    b_sys = Sidecar(
-                        base / "B", rooms, members, delivery_workers=args.delivery_workers
-                    )
+                a_rows = _history_rows(a_sys)
                 b_start = a.edge_rate if (a.edge_rate and not args.quick) else start
                 b = run_arm(
                     runner,
-                    ArmResult(comparison, "B", "sidecar", shape.name, shape.fanout),
+                    ArmResult(comparison, "B", b_name, shape.name, shape.fanout, b_setting),
                     b_sys,
                     plan,
                     shape,
                     b_start,
                     domain=DOMAIN,
                 )
+                b_rows = _history_rows(b_sys)
                 report["comparisons"][comparison][shape.name] = {
                     "A": a.to_json(),
                     "B": b.to_json(),
                     "ratios": ratios(a, b),
+                    # rows in the usage-history tables after the arm (its whole run)
+                    "history_rows": {"A": a_rows, "B": b_rows},
                 }
+            runner.settings = settings
     finally:
         receivers.stop()

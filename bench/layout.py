@@ -48,6 +48,8 @@ class Shape:
 
 
 SHAPES = (Shape(10, 10), Shape(1, 100), Shape(100, 5))
+# the history target: the engine comparison's 10 x 10 and 100 x 5
+HISTORY_SHAPES = (Shape(10, 10), Shape(100, 5))
 
 
 def member_ip(room: int, index: int, net: int = 1) -> str:

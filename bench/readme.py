@@ -3,8 +3,9 @@
     python -m bench.readme [bench/results/latest.json]
 
 Only the block between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` is rewritten:
-the machine, the command, the summary table, the scale figures and the targets, all from
-the one run in the JSON file.  The prose around it is written by hand.
+the machine, the command, the summary table, the history table (history off against on),
+the scale figures and the targets, all from the one run in the JSON file.  The prose
+around it is written by hand.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .report import _f, summary_table, targets
+from .report import HISTORY_GOAL, _f, history_setting, history_table, summary_table, targets
 
 REPO = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -23,21 +24,33 @@ BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 def block(report: dict[str, Any]) -> str:
     m = report["machine"]
     s = report["settings"]
+    hist = history_setting(report) if set(report["comparisons"]) - {"history"} else ""
     out = [
         f"Run of {report['started']} ({report.get('duration_s', 0) / 60:.0f} min): "
         f"`{report['command']}` on {m['cpu_model']}, {m['cores']} cores, "
         f"{m['memory_gib']} GiB, Linux {m['kernel']} ({m['os']}), Python {m['python']}, "
         f"{m['kamailio'].replace('version: ', '')}, {m['sipp']}, {m['sidecar']}. "
         f"Kamailio: {s['kamailio_children']} UDP workers, `-m {s['kamailio_shm_mb']}`, 4 MB "
-        f"receive buffers; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`; "
+        f"receive buffers; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`"
+        + (f", {hist} in the engine and deployment comparisons" if hist else "")
+        + "; "
         f"members: {s.get('member_sockets', '?')} UDP sockets served by "
         f"{s['receiver_processes']} {s.get('receivers', 'receiver')} processes; open-loop "
         f"steps of {s['duration']:.0f} s. Everything, load generator included, on the same "
         "2 cores.",
         "",
-        *summary_table(report),
-        "",
     ]
+    if set(report["comparisons"]) - {"history"}:
+        out += [*summary_table(report), ""]
+    if report["comparisons"].get("history"):
+        out += [
+            "Usage history, the engine comparison's sidecar with `--history 0` against "
+            "`--history 1` in the same run (target: history on keeps at least "
+            f"{HISTORY_GOAL:.2f} × the clean edge of history off):",
+            "",
+            *history_table(report),
+            "",
+        ]
     gen = report.get("generator")
     if gen and gen.get("edge_step"):
         edge = gen["edge_step"]

@@ -81,6 +81,9 @@ def _acked_lost(arm: dict[str, Any]) -> int:
     )
 
 
+HISTORY_GOAL = 0.90  # history on keeps at least this share of history off's clean edge
+
+
 def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
@@ -131,12 +134,29 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             None if ratio is None else ratio >= 1.0,
             "" if ratio is None or ratio >= 1.0 else f"missed by {(1 - ratio) * 100:.0f} %",
         )
+    history = report["comparisons"].get("history", {})
+    for shape, pair in history.items():
+        ratio = pair["ratios"].get("edge_deliveries_per_s")
+        met = None if ratio is None else ratio >= HISTORY_GOAL
+        add(
+            f"history on, {shape}: clean open-loop rate",
+            f">= {HISTORY_GOAL:.2f} x history off",
+            f"{_f(ratio, 2)} x ({_f(pair['B']['edge_deliveries_per_s'])} vs "
+            f"{_f(pair['A']['edge_deliveries_per_s'])} deliveries/s)",
+            met,
+            ""
+            if ratio is None or met
+            else f"missed by {(HISTORY_GOAL - ratio) * 100:.0f} points: history costs "
+            f"{(1 - ratio) * 100:.0f} % of the edge, {(1 - HISTORY_GOAL) * 100:.0f} % allowed",
+        )
     lost = 0
     arms = 0
-    for comp in report["comparisons"].values():
+    for cname, comp in report["comparisons"].items():
         for pair in comp.values():
-            lost += _acked_lost(pair["B"])
-            arms += 1
+            # every sidecar arm: B, and A too in the history comparison
+            for key in ("A", "B") if cname == "history" else ("B",):
+                lost += _acked_lost(pair[key])
+                arms += 1
     if arms:
         add(
             "no acknowledged message lost (sidecar, any rate)",
@@ -226,15 +246,14 @@ def _comparison_table(comp: dict[str, Any]) -> list[str]:
             n_disturbed = len(arm.get("disturbed", []))
             repeated = f"; {n_disturbed} disturbed, repeated" if n_disturbed else ""
             closed = arm.get("closed")
-            name = (
-                "A Kamailio imc"
-                if key == "A"
-                else (
-                    "B front + sidecar"
-                    if arm["steps"] and "front" in arm["steps"][0]["cpu_us_per_delivery"]
-                    else "B sidecar"
-                )
-            )
+            if arm["system"] == "kamailio":
+                name = "A Kamailio imc"
+            elif arm["steps"] and "front" in arm["steps"][0]["cpu_us_per_delivery"]:
+                name = f"{key} front + sidecar"
+            else:
+                name = f"{key} sidecar"
+            if arm.get("setting"):
+                name += f", {arm['setting']}"
             if arm.get("error"):
                 name += f" (error: {arm['error'][:80]})"
             lines.append(
@@ -258,8 +277,61 @@ def _comparison_table(comp: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _history_rows_cell(pair: dict[str, Any], key: str) -> str:
+    rows = (pair.get("history_rows") or {}).get(key)
+    if rows is None:
+        return "—"
+    accepted = pair[key].get("accepted")
+    of = f" of {_f(accepted)}" if accepted else ""
+    return f"{_f(rows.get('imc_sidecar_messages'))}{of}"
+
+
+def history_table(report: dict[str, Any]) -> list[str]:
+    """The history comparison: the sidecar with history off (A) against on (B)."""
+    comp = report["comparisons"].get("history") or {}
+    if not comp:
+        return []
+    lines = [
+        "| shape | clean edge, deliveries/s: history off → on | on/off "
+        "| p99 ms at history off's edge: off / on "
+        "| CPU µs per delivery at the edge: off / on "
+        "| closed loop (window 10), deliveries/s: off / on "
+        "| message rows written of texts answered 200: off / on |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for shape, pair in comp.items():
+        a, b, r = pair["A"], pair["B"], pair["ratios"]
+        a_edge, b_edge, b_first = a.get("edge_step"), b.get("edge_step"), b.get("first_step")
+        mark = "" if not b_first or b_first["clean"] else " ✗"
+        lines.append(
+            f"| {shape} "
+            f"| {_f(a.get('edge_deliveries_per_s'))} → {_f(b.get('edge_deliveries_per_s'))} "
+            f"| **{_f(r['edge_deliveries_per_s'], 2)}** "
+            f"| {_f(a_edge and a_edge['p99_ms'], 1)} / {_f(b_first and b_first['p99_ms'], 1)}"
+            f"{mark} "
+            f"| {_cpu_cell(a_edge, 'sidecar')} / {_cpu_cell(b_edge, 'sidecar')} "
+            f"| {_f(a['closed'] and a['closed']['deliveries_per_s'])} / "
+            f"{_f(b['closed'] and b['closed']['deliveries_per_s'])} "
+            f"| {_history_rows_cell(pair, 'A')} / {_history_rows_cell(pair, 'B')} |"
+        )
+    return lines
+
+
+def history_setting(report: dict[str, Any]) -> str:
+    """How the sidecar arms of engine and deployment ran, for the setup lines."""
+    h = report["settings"].get("sidecar_history")
+    if not h:
+        return ""
+    state = "on" if h["history"] else "off"
+    default = ", the default" if h["history"] == h.get("default_history") else ""
+    return (
+        f"usage history {state} (`{h['flag']}`{default}; rows flushed every "
+        f"{h['flush_interval_s']:g} s)"
+    )
+
+
 def summary_table(report: dict[str, Any]) -> list[str]:
-    """Both comparisons in one table: Kamailio (A) against the sidecar (B), per shape."""
+    """Kamailio (A) against the sidecar (B), per comparison and shape (not history)."""
     lines = [
         "| comparison | shape | clean edge, deliveries/s: Kamailio → sidecar | B/A "
         "| p99 ms at Kamailio's edge: Kamailio / sidecar "
@@ -268,6 +340,8 @@ def summary_table(report: dict[str, Any]) -> list[str]:
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for cname, comp in report["comparisons"].items():
+        if cname == "history":
+            continue
         for shape, pair in comp.items():
             a, b, r = pair["A"], pair["B"], pair["ratios"]
             a_edge, b_edge, b_first = a.get("edge_step"), b.get("edge_step"), b.get("first_step")
@@ -310,6 +384,7 @@ def _steps_table(report: dict[str, Any]) -> list[str]:
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     s = report["settings"]
+    hist = history_setting(report) if set(report["comparisons"]) - {"history"} else ""
     out = [
         f"# imc_sidecar benchmark ({report['mode']}), {report['started']}",
         "",
@@ -330,7 +405,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Setup: Kamailio with {s['kamailio_children']} UDP workers, `-m {s['kamailio_shm_mb']}` "
         "MB shared memory, 4 MB UDP receive buffers (`maxbuffer`), errors-only "
-        f"logging; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`; "
+        f"logging; sidecar: `--delivery-workers {s.get('sidecar_delivery_workers', 0)}`"
+        + (f", {hist} in the engine and deployment comparisons" if hist else "")
+        + "; "
         f"members: {s.get('member_sockets', '?')} UDP sockets "
         f"(`{s.get('member_net', '127.1.R.M')}:5060`, "
         f"one per member) served by {s['receiver_processes']} {s.get('receivers', '')} "
@@ -340,7 +417,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "load generator.",
         "",
     ]
-    if report["comparisons"]:
+    if set(report["comparisons"]) - {"history"}:
         out += [
             "## Summary",
             "",
@@ -348,6 +425,30 @@ def render_markdown(report: dict[str, Any]) -> str:
             "",
             "(✗: the sidecar was not clean at Kamailio's edge rate; deployment CPU for the "
             "sidecar arm is front Kamailio + sidecar.)",
+            "",
+        ]
+    if report["comparisons"].get("history"):
+        refine = s.get("history_refinements")
+        out += [
+            "## Usage history: the sidecar with history off (A) and on (B)",
+            "",
+            *history_table(report),
+            "",
+            "Both arms are the engine comparison's sidecar (members addressed directly, "
+            f"`--delivery-workers {s.get('sidecar_delivery_workers', 0)}`), A with "
+            "`--history 0`, B with `--history 1` (rows written in batches to "
+            "imc_sidecar_events / imc_sidecar_messages of the same SQLite file), under the "
+            "same load; B's first step runs at A's edge rate (✗: not clean there). "
+            + (
+                f"The edge search bisects {refine} times (the others twice), so the highest "
+                "clean and the lowest failing rate end about 5 % apart. "
+                if refine
+                else ""
+            )
+            + "*message rows written*: rows in imc_sidecar_messages after the arm's whole "
+            "run, of the texts sipp saw answered 200 over it (warm-ups, repeated steps and "
+            "closed loop included). Target: history on keeps at least "
+            f"{HISTORY_GOAL:.2f} × history off's clean edge.",
             "",
         ]
     gen = report.get("generator")
@@ -378,6 +479,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "engine": "Engine comparison (members addressed directly, no registrar)",
         "deployment": "Deployment comparison (members REGISTER; A: imc + registrar in one "
         "Kamailio; B: kamailio-snippets/sidecar-front.cfg in front of the sidecar)",
+        "history": "History comparison (the engine comparison's sidecar; A: `--history 0`, "
+        "B: `--history 1`)",
     }
     for cname, comp in report["comparisons"].items():
         out += [f"## {names.get(cname, cname)}", "", *_comparison_table(comp), ""]
@@ -396,7 +499,8 @@ def render_markdown(report: dict[str, Any]) -> str:
             "the arrival at the *last* member. *p99 at A's edge*: arm B's first step runs at "
             "A's edge rate (✗: not clean there). *CPU µs per delivery* = utime+stime of all "
             "the system's processes over the step (/proc/PID/stat) divided by the deliveries "
-            "(front + sidecar for deployment B). *receivers' busiest process*: CPU share of "
+            "(front + sidecar for deployment B; the sidecar's delivery worker included). "
+            "*receivers' busiest process*: CPU share of "
             "the busiest receiver process during the edge step (far below 1.0 = not the "
             "bottleneck). *memory*: PSS summed over the system's processes at the end of the "
             "edge step (shared memory such as Kamailio's shm counted once), and in brackets "

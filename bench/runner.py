@@ -423,6 +423,7 @@ class ArmResult:
     system: str
     shape: str
     fanout: int
+    setting: str = ""  # how the system was run, where the arms differ in it ("history on")
     edge_rate: float | None = None  # messages/s: highest rate whose every run was clean
     edge_deliveries_per_s: float | None = None
     edge_step: Step | None = None
@@ -431,6 +432,9 @@ class ArmResult:
     steps: list[Step] = field(default_factory=list)
     disturbed: list[Step] = field(default_factory=list)  # re-run: others used the CPU
     restarts: int = 0
+    # texts the system answered 200 over its whole run (warm-ups, disturbed steps and
+    # closed loop included), as sipp counted them: what its usage history should record
+    accepted: int = 0
     started_in_s: float = 0.0
     commands: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
@@ -438,6 +442,12 @@ class ArmResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _accepted(step: Step) -> int:
+    """Messages of a step answered 200: sent, less refused and failed at the sender."""
+    refused = step.refused_503 + step.refused_500 + step.sipp_failed
+    return max(0, step.sent - refused)
 
 
 def _show(step: Step) -> str:
@@ -482,7 +492,10 @@ def run_arm(
         if system.registrar is not None:
             runner.receivers.register(system.registrar, domain)
         # warm-up: a second at a low rate, not measured
-        runner.measure(result.arm, system, plan, shape, rate=max(min_rate, 50.0), duration=1.0)
+        warm = runner.measure(
+            result.arm, system, plan, shape, rate=max(min_rate, 50.0), duration=1.0
+        )
+        result.accepted += _accepted(warm)
         up = True
 
     def down() -> None:
@@ -498,6 +511,7 @@ def run_arm(
             if not up:
                 boot()
             st = runner.measure(result.arm, system, plan, shape, direct=direct, **kwargs)
+            result.accepted += _accepted(st)
             if s.retries == 0 or st.other_processes_cores <= s.disturbed:
                 return st  # (no retries: a smoke run does not judge disturbance)
             if attempt == s.retries:

@@ -3,7 +3,10 @@
 * :class:`KamailioImc` -- Debian's Kamailio 5.6 with its imc module: ``engine`` (no
   registrar, members addressed directly) or ``deploy`` (registrar + imc, imc's
   outbound_proxy is itself).  cfgs in ``bench/kamailio/``.
-* :class:`Sidecar` -- ``python -m imc_sidecar serve`` on a SQLite file.
+* :class:`Sidecar` -- ``python -m imc_sidecar serve`` on a SQLite file, usage history
+  on (``--history 1``, the default) unless asked otherwise, always given explicitly and
+  with no ``IMC_*`` variable of the caller's environment (the command line shown in the
+  report is then every setting that differs from the defaults).
 * :class:`FrontAndSidecar` -- the operators' ``kamailio-snippets/sidecar-front.cfg`` as
   registrar and front proxy, with the sidecar's outbound_proxy pointing back at it.
 
@@ -18,6 +21,7 @@ import contextlib
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -40,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SOCKET_BUFFER = 4 * 1024 * 1024
 LOOPBACK = "127.0.0.1"
+HISTORY_TABLES = ("imc_sidecar_events", "imc_sidecar_messages")
 
 
 class SystemError_(RuntimeError):
@@ -158,8 +163,10 @@ class Sidecar:
         port: int | None = None,
         delivery_workers: int = 0,
         delivery_port: int = 0,
+        history: bool = True,
     ) -> None:
         self.workdir = workdir
+        self.history = history  # usage history (default on, as users get it)
         self.delivery_workers = delivery_workers
         self.delivery_port = delivery_port  # 0: ephemeral
         self.rooms = rooms
@@ -195,12 +202,15 @@ class Sidecar:
             "--db-url", f"sqlite:///{self.db_path}",
             "--sip-listen", f"udp:{LOOPBACK}:{self.port}",
             "--rpc-http", rpc_http, "--rpc-dgram", "off", "--rpc-binrpc", "off",
+            "--history", "1" if self.history else "0",
         ]  # fmt: skip
         if self.outbound_proxy:
             self.argv += ["--outbound-proxy", self.outbound_proxy]
         if self.delivery_workers:
             self.argv += ["--delivery-workers", str(self.delivery_workers),
                           "--delivery-port", str(self.delivery_port)]
+        # only the flags above: no IMC_* setting (or IMC_CONFIG file) of the caller's
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMC_")}
         began = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
@@ -209,6 +219,7 @@ class Sidecar:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=REPO,
+                env=env,
                 start_new_session=True,
             )
         deadline = began + 120
@@ -243,6 +254,17 @@ class Sidecar:
         assert self.proc is not None
         return {"sidecar": [self.proc.pid]}
 
+    def history_rows(self) -> dict[str, int]:
+        """Rows in the usage-history tables of its database (0 for a table not there)."""
+        rows = {}
+        with contextlib.closing(sqlite3.connect(self.db_path)) as db:
+            for table in HISTORY_TABLES:
+                try:
+                    rows[table] = int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                except sqlite3.OperationalError:  # no such table (history off)
+                    rows[table] = 0
+        return rows
+
     def commands(self) -> list[str]:
         shown = ["python" if a == sys.executable else a for a in self.argv]
         return [" ".join(shown)]
@@ -267,6 +289,7 @@ class FrontAndSidecar:
         children: int,
         shm_mb: int,
         delivery_workers: int = 0,
+        history: bool = True,
     ) -> None:
         self.workdir = workdir
         self.children = children
@@ -282,6 +305,7 @@ class FrontAndSidecar:
             delivery_workers=delivery_workers,
             # the front recognises the sidecar's copies by these ports
             delivery_port=free_udp_run(LOOPBACK, delivery_workers) if delivery_workers else 0,
+            history=history,
         )
         self.front: Kamailio | None = None
         self.started_in = 0.0

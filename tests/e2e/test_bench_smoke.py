@@ -1,4 +1,5 @@
-"""Smoke test of the benchmark tool: ``bench/run --quick`` runs and reports both arms.
+"""Smoke test of the benchmark tool: ``bench/run --quick`` runs and reports both arms
+of every comparison (engine, deployment, and history: the sidecar with history off / on).
 
 It starts Kamailio 5.6 imc, the sidecar, the front Kamailio, sipp and the member
 endpoints (UDP sockets on 127.N.R.M:5060) exactly as the full benchmark does, at one low
@@ -53,7 +54,7 @@ def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
         assert report["machine"][key], key
     assert "5.6" in report["machine"]["kamailio"]
 
-    assert set(report["comparisons"]) == {"engine", "deployment"}
+    assert set(report["comparisons"]) == {"engine", "deployment", "history"}
     for name, comparison in report["comparisons"].items():
         assert list(comparison) == ["10x10"], name
         pair = comparison["10x10"]
@@ -71,10 +72,21 @@ def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
             assert step["p50_ms"] is not None and step["p99_ms"] >= step["p50_ms"], where
             assert result["edge_deliveries_per_s"] > 0, where
             assert result["closed"]["delivered"] > 0, where
-            system = ("kamailio",) if arm == "A" else ("sidecar",)
+            system = ("kamailio",) if arm == "A" and name != "history" else ("sidecar",)
             for group in (*system, "receivers", "sipp"):
                 assert group in step["cpu_us_per_delivery"], (where, group)
-        assert pair["B"]["system"] == "sidecar" and pair["A"]["system"] == "kamailio"
+        assert pair["B"]["system"] == "sidecar"
+        assert pair["A"]["system"] == ("sidecar" if name == "history" else "kamailio")
+        # every sidecar runs with an explicit --history; only history A has it off
+        assert pair["B"]["setting"] == "history on", name
+        assert all("--history 1" in c for c in pair["B"]["commands"] if "imc_sidecar" in c)
+        messages = pair["history_rows"]["B"]["imc_sidecar_messages"]
+        assert messages > 0, name  # history on really recorded the texts
+    history = report["comparisons"]["history"]["10x10"]
+    assert history["A"]["setting"] == "history off"
+    assert any("--history 0" in c for c in history["A"]["commands"])
+    assert history["history_rows"]["A"]["imc_sidecar_messages"] == 0
+    assert report["settings"]["sidecar_history"]["history"] is True
     assert (
         "front"
         in report["comparisons"]["deployment"]["10x10"]["B"]["steps"][0]["cpu_us_per_delivery"]
@@ -86,11 +98,21 @@ def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
     # the Markdown: machine table, both comparisons with both arms and their ratio
     assert "| CPU |" in markdown and "| Kamailio |" in markdown
     assert "## Engine comparison" in markdown and "## Deployment comparison" in markdown
-    for label in ("A Kamailio imc", "B sidecar", "B front + sidecar", "**B / A**"):
+    assert "## History comparison" in markdown and "## Usage history" in markdown
+    for label in (
+        "A Kamailio imc",
+        "B sidecar, history on",
+        "B front + sidecar, history on",
+        "A sidecar, history off",
+        "**B / A**",
+    ):
         assert label in markdown, label
     header = next(line for line in markdown.splitlines() if line.startswith("| shape | arm |"))
     columns = header.count("|")
-    rows = [line for line in markdown.splitlines() if line.startswith("| 10x10 |")]
-    assert len(rows) == 6
-    assert all(row.count("|") == columns for row in rows), rows
+    rows = [line for line in markdown.splitlines() if line.startswith("| 10x10 | ")]
+    arm_rows = [row for row in rows if row.count("|") == columns]
+    assert len(arm_rows) == 9, rows  # 3 comparisons x (A, B, B / A)
+    history_row = [row for row in rows if row not in arm_rows]
+    assert len(history_row) == 1 and history_row[0].count("|") == 8, history_row
+    assert any(t["target"] == "history on, 10x10: clean open-loop rate" for t in report["targets"])
     assert "bench/run --quick" in markdown
