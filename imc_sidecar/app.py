@@ -111,7 +111,9 @@ class Sidecar:
         udp = [listen for listen in self.settings.sip_listen if listen.transport == "udp"]
         if not count or not udp:
             return
-        pool = DeliveryPool(count, self._delivery_ended, self._delivery_restarted)
+        pool = DeliveryPool(
+            count, self._delivery_failed, self._delivery_result, self._delivery_restarted
+        )
         await pool.start(
             udp[0].host, self.settings.delivery_port, self.settings.outbound_proxy,
             self.settings.event_loop, self.settings.log_level,
@@ -139,7 +141,7 @@ class Sidecar:
 
     async def _open_history(self) -> None:
         settings = self.settings
-        url = settings.history_db_url or (settings.db_url if settings.db_mode == 2 else None)
+        url = settings.history_url
         if not settings.history:
             return
         if url is None:
@@ -234,7 +236,7 @@ class Sidecar:
         self.stats.delivery_worker_restarts += 1
 
     def _delivery_ended(self, context: object, status: int, reason: str) -> None:
-        """A MESSAGE we sent (here or in a delivery worker) ended with `status`.
+        """A MESSAGE this process sent ended with `status`.
 
         Called for every failure (>= 300) and for every end of a copy with a context.
         """
@@ -245,10 +247,23 @@ class Sidecar:
             return
         self.stats.failed_deliveries += 1
         if isinstance(context, InviteTicket):
-            outcome = self.engine.invite_failed(context, status, reason)
-            if self.history is not None:
-                self.history.invite_failed(context, outcome, status, reason)
-            self._complete(outcome, None)
+            self._complete(self.engine.invite_failed(context, status, reason), None)
+
+    def _delivery_failed(self, status: int, reason: str) -> None:
+        """A copy a delivery worker sent without a context failed."""
+        self.stats.failed_deliveries += 1
+
+    def _delivery_result(
+        self, context: object, delivered: int, failed: int, worst: int, reason: str,
+        last: float,
+    ) -> None:
+        """Every copy of a share a delivery worker took with a context has ended."""
+        self.stats.failed_deliveries += failed
+        if isinstance(context, FanoutTally):
+            assert self.history is not None
+            self.history.answered_many(context, delivered, failed, worst, last)
+        elif isinstance(context, InviteTicket) and failed:
+            self._complete(self.engine.invite_failed(context, worst, reason), None)
 
     def _on_request(self, event: RequestReceived) -> None:
         request = event.request
@@ -365,8 +380,6 @@ class Sidecar:
         now = self._now()
         extra = self.settings.extra_hdrs
         delivery = self.delivery
-        if self.history is not None and outcome.command is not None:
-            self.history.command(outcome)  # after its changes are durable
         for out in outcome.messages:
             self.stats.sent_messages += len(out.recipients)
             headers = header_block(out, extra)
@@ -384,6 +397,8 @@ class Sidecar:
                 endpoint.send_many(recipients, out.from_uri, out.body, headers, context, now)
         if handle is not None:
             endpoint.reply(handle, outcome.status, outcome.reason, now)
+        if self.history is not None and outcome.command is not None:
+            self.history.command(outcome)  # its changes are durable, its reply has left
 
     def _flush(self) -> None:
         """Send what the endpoint queued and make sure its timer will run in time."""

@@ -18,6 +18,7 @@ import errno
 import logging
 import socket
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,9 +35,12 @@ __all__ = ["DeliveryPool"]
 
 log = logging.getLogger("imc_sidecar.delivery")
 
-# Called for each copy that failed (status >= 300) and for each final answer of a copy
-# handed over with a context: (context given to submit or None, status, reason).
-EndSink = Callable[[object, int, str], None]
+# Called for each copy handed over without a context that failed: (status, reason).
+FailureSink = Callable[[int, str], None]
+# Called once per share of a fan-out handed over with a context, when all its copies have
+# ended: (context, delivered, failed, worst status or 0, its reason, monotonic time of
+# the last end).
+ResultSink = Callable[[object, int, int, int, str, float], None]
 
 _START_TIMEOUT = 20.0  # seconds for a worker to import, bind and say hello
 _EXIT_TIMEOUT = 5.0
@@ -53,20 +57,25 @@ class _Worker:
     process: asyncio.subprocess.Process
     address: tuple[str, int] = ("", 0)
     in_flight: int = 0  # copies handed over and not reported ended
-    # token -> [context, copies of that token not reported yet]
-    contexts: dict[int, list[object]] = field(default_factory=dict)
+    # token -> (context, copies), until the worker reports the token finished
+    contexts: dict[int, tuple[object, int]] = field(default_factory=dict)
     backlog: deque[tuple[bytes, int, int]] = field(default_factory=deque)  # record, copies, token
     alive: bool = True
 
 
 class DeliveryPool:
     def __init__(
-        self, count: int, on_end: EndSink, on_restart: Callable[[], None] = lambda: None
+        self,
+        count: int,
+        on_failure: FailureSink,
+        on_result: ResultSink,
+        on_restart: Callable[[], None] = lambda: None,
     ) -> None:
         if count < 1:
             raise ValueError("a delivery pool needs at least one worker")
         self._count = count
-        self._on_end = on_end
+        self._on_failure = on_failure
+        self._on_result = on_result
         self._on_restart = on_restart
         self._workers: list[_Worker] = []
         self._live: list[_Worker] = []
@@ -217,7 +226,7 @@ class DeliveryPool:
             self._queue(worker, record, len(recipients), token)
         worker.in_flight += len(recipients)
         if token:
-            worker.contexts[token] = [context, len(recipients)]
+            worker.contexts[token] = (context, len(recipients))
         return []
 
     def _queue(self, worker: _Worker, record: bytes, copies: int, token: int) -> None:
@@ -262,31 +271,22 @@ class DeliveryPool:
             except WireError as exc:
                 log.error("delivery worker %d: %s", worker.index, exc)
                 continue
-            worker.in_flight -= report.completed
-            for token, status, reason in report.outcomes:
-                context = self._take(worker, token, 1) if token else None
-                if status >= 300 or context is not None:
-                    self._on_end(context, status, reason)
-
-    @staticmethod
-    def _take(worker: _Worker, token: int, copies: int) -> object:
-        """The context of `copies` ended copies of `token`; forgotten after its last."""
-        entry = worker.contexts.get(token)
-        if entry is None:
-            return None
-        left = entry[1]
-        assert isinstance(left, int)
-        if left <= copies:
-            del worker.contexts[token]
-        else:
-            entry[1] = left - copies
-        return entry[0]
+            worker.in_flight -= report.copies
+            for status, reason in report.failures:
+                self._on_failure(status, reason)
+            for token, delivered, failed, worst, reason, last in report.finished:
+                entry = worker.contexts.pop(token, None)
+                if entry is not None:
+                    self._on_result(entry[0], delivered, failed, worst, reason, last)
 
     def _fail(self, worker: _Worker, copies: int, token: int, why: tuple[int, str]) -> None:
         worker.in_flight -= copies
-        context = self._take(worker, token, copies) if token else None
-        for _ in range(copies):
-            self._on_end(context, *why)
+        entry = worker.contexts.pop(token, None) if token else None
+        if entry is None:
+            for _ in range(copies):
+                self._on_failure(*why)
+        else:
+            self._on_result(entry[0], 0, copies, *why, time.monotonic())
 
     def _lost(self, worker: _Worker) -> None:
         """The worker's end of the channel closed: every copy it held has failed."""
@@ -306,14 +306,15 @@ class DeliveryPool:
             f"its recipients go to the {len(self._live)} left" if self._live
             else "the sidecar sends every copy itself",
         )
+        # The worker reports a token only once all its copies have ended, so every copy
+        # of a token it never reported is lost with it.
+        now = time.monotonic()
         with_context = 0
-        for context, left in worker.contexts.values():
-            assert isinstance(left, int)
-            with_context += left
-            for _ in range(left):
-                self._on_end(context, *_WORKER_GONE)
+        for context, copies in worker.contexts.values():
+            with_context += copies
+            self._on_result(context, 0, copies, *_WORKER_GONE, now)
         for _ in range(held - with_context):
-            self._on_end(None, *_WORKER_GONE)
+            self._on_failure(*_WORKER_GONE)
         worker.contexts.clear()
         worker.in_flight = 0
         worker.channel.close()

@@ -6,13 +6,17 @@ is safe here.  Each message is one SOCK_SEQPACKET record, so no framing is neede
 
 Sidecar → worker, one record per fan-out: a *job* `(token, from_uri, body, headers,
 recipients)`.  `token` 0 means nobody needs to hear how the copies ended beyond the
-count; any other token is echoed back for each copy.
+count; any other token is reported back once, when the last of its copies has ended.
 
-Worker → sidecar, one record per batch of answers: a *report* `(completed, outcomes)`,
-where `completed` counts the copies that ended (answered or failed) since the last
-report and `outcomes` lists `(token, status, reason)` for each of them that failed
-(status >= 300) or carried a token.  The first record a worker sends is its *hello*:
-the UDP address it sends from.
+Worker → sidecar, one record per batch of answers: a *report* `(answered, failures,
+finished)`: `answered` counts the copies without a token answered 2xx since the last
+report, `failures` lists `(status, reason)` for each copy without a token that failed,
+and `finished` lists, for each token whose copies have all ended, `(token, delivered,
+failed, worst status, its reason, when the last one ended)`, that time on the
+system-wide monotonic clock (the same `time.monotonic()` in every process).  One entry
+per fan-out rather than one per copy: per-copy work on the sidecar's side is what the
+workers exist to take away.  The first record a worker sends is its *hello*: the UDP
+address it sends from.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import marshal
 from dataclasses import dataclass
 
 __all__ = [
+    "Finished",
     "Hello",
     "Job",
     "Report",
@@ -51,10 +56,20 @@ class Job:
     recipients: tuple[str, ...]
 
 
+# (token, delivered, failed, worst status or 0, its reason, monotonic time of the last)
+Finished = tuple[int, int, int, int, str, float]
+
+
 @dataclass(frozen=True, slots=True)
 class Report:
-    completed: int
-    outcomes: list[tuple[int, int, str]]  # (token, status, reason)
+    answered: int
+    failures: list[tuple[int, str]]  # (status, reason) of copies without a token
+    finished: list[Finished]
+
+    @property
+    def copies(self) -> int:
+        """How many copies ended, all told."""
+        return self.answered + len(self.failures) + sum(f[1] + f[2] for f in self.finished)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +95,21 @@ def decode_job(record: bytes | memoryview) -> Job:
     return Job(token, from_uri, body, headers, recipients)
 
 
-def encode_report(completed: int, outcomes: list[tuple[int, int, str]]) -> bytes:
-    return marshal.dumps((completed, outcomes))
+def encode_report(
+    answered: int, failures: list[tuple[int, str]], finished: list[Finished]
+) -> bytes:
+    return marshal.dumps((answered, failures, finished))
 
 
 def decode_report(record: bytes) -> Report:
     try:
-        completed, outcomes = marshal.loads(record)
+        answered, failures, finished = marshal.loads(record)
     except (EOFError, ValueError, TypeError) as exc:
         raise WireError(f"bad report record: {exc}") from None
-    if not isinstance(completed, int) or not isinstance(outcomes, list):
+    if not (isinstance(answered, int) and isinstance(failures, list)
+            and isinstance(finished, list)):
         raise WireError("bad report record: wrong field types")
-    return Report(completed, outcomes)
+    return Report(answered, failures, finished)
 
 
 def encode_hello(host: str, port: int) -> bytes:

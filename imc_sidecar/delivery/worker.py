@@ -28,6 +28,7 @@ import logging
 import signal
 import socket
 import sys
+import time
 from collections.abc import Sequence
 
 from ..runtime import loop_factory, tune_gc
@@ -40,7 +41,7 @@ from ..sip.endpoint import (
 )
 from ..sip.transport import Listen, SipTransports
 from ..wakeup import Wakeup
-from .wire import MAX_RECORD, WireError, decode_job, encode_hello, encode_report
+from .wire import MAX_RECORD, Finished, WireError, decode_job, encode_hello, encode_report
 
 __all__ = ["DeliveryWorker", "main"]
 
@@ -49,6 +50,19 @@ log = logging.getLogger("imc_sidecar.delivery")
 _TIMER_SLACK = 0.005  # as in the sidecar: one wake-up serves a fan-out's deadlines
 _JOBS_PER_WAKEUP = 64
 _OUTCOMES_PER_REPORT = 2_000  # about 60 KB of report
+
+
+class _Tally:
+    """How the copies of one fan-out with a token have ended so far."""
+
+    __slots__ = ("delivered", "failed", "left", "reason", "worst")
+
+    def __init__(self, copies: int) -> None:
+        self.left = copies
+        self.delivered = 0
+        self.failed = 0
+        self.worst = 0
+        self.reason = ""
 
 
 class DeliveryWorker:
@@ -64,8 +78,10 @@ class DeliveryWorker:
         self._endpoint: SipEndpoint | None = None
         self._wakeup = Wakeup(self._loop, self._on_timer, _TIMER_SLACK)
         self._buffer = bytearray(MAX_RECORD)
-        self._completed = 0
-        self._outcomes: list[tuple[int, int, str]] = []
+        self._answered = 0  # copies without a token answered 2xx, not reported yet
+        self._failures: list[tuple[int, str]] = []  # copies without a token that failed
+        self._tokens: dict[int, _Tally] = {}  # fan-outs whose copies are not all ended
+        self._finished: list[Finished] = []
         self._report_blocked = False
         self._closed = self._loop.create_future()
         self._batch_now: float | None = None
@@ -123,6 +139,8 @@ class DeliveryWorker:
                 except WireError as exc:
                     log.error("%s; ignored", exc)
                     continue
+                if job.token:
+                    self._tokens[job.token] = _Tally(len(job.recipients))
                 endpoint.send_many(
                     job.recipients, job.from_uri, job.body, job.headers, job.token, now
                 )
@@ -168,11 +186,25 @@ class DeliveryWorker:
                     event.handle, 403, "Delivery Port", now or self._loop.time()
                 )
                 continue
-            self._completed += 1
-            token = event.context
-            if event.status >= 300 or token:
-                self._outcomes.append((token if isinstance(token, int) else 0,
-                                       event.status, event.reason))
+            token = event.context if isinstance(event.context, int) else 0
+            tally = self._tokens.get(token) if token else None
+            if tally is None:
+                if event.status < 300:
+                    self._answered += 1
+                else:
+                    self._failures.append((event.status, event.reason))
+                continue
+            if event.status < 300:
+                tally.delivered += 1
+            else:
+                tally.failed += 1
+                if event.status > tally.worst:
+                    tally.worst, tally.reason = event.status, event.reason
+            tally.left -= 1
+            if not tally.left:
+                del self._tokens[token]
+                self._finished.append((token, tally.delivered, tally.failed, tally.worst,
+                                       tally.reason, time.monotonic()))
 
     # -- to the sidecar and the network ------------------------------------------------------
 
@@ -188,14 +220,13 @@ class DeliveryWorker:
         self._wakeup.arm(endpoint.get_timer())
 
     def _report(self) -> None:
-        while not self._report_blocked and (self._completed or self._outcomes):
-            # Outcomes in slices, so a burst of failures never outgrows one record.
-            outcomes = self._outcomes[:_OUTCOMES_PER_REPORT]
-            completed = self._completed if len(self._outcomes) <= _OUTCOMES_PER_REPORT else (
-                len(outcomes)
-            )
+        while not self._report_blocked and (self._answered or self._failures or self._finished):
+            # Lists in slices, so a burst of failures never outgrows one record.
+            failures = self._failures[:_OUTCOMES_PER_REPORT]
+            finished = self._finished[:_OUTCOMES_PER_REPORT]
+            answered = self._answered
             try:
-                self._channel.send(encode_report(completed, outcomes))
+                self._channel.send(encode_report(answered, failures, finished))
             except (BlockingIOError, InterruptedError):
                 # The sidecar is busy: keep counting, send the sum once it can take it.
                 self._report_blocked = True
@@ -203,8 +234,9 @@ class DeliveryWorker:
                 return
             except OSError:
                 return  # the sidecar is gone; the reader sees the end of the channel
-            self._completed -= completed
-            del self._outcomes[: len(outcomes)]
+            self._answered -= answered
+            del self._failures[: len(failures)]
+            del self._finished[: len(finished)]
 
     def _unblocked(self) -> None:
         self._loop.remove_writer(self._channel.fileno())

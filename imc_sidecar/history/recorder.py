@@ -9,14 +9,17 @@ sidecar can still write the messages whose copies never got an answer.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
-from ..imc.outcome import InviteTicket, Outcome
-from .records import FanoutTally, command_events, invite_failed_event
+from ..imc.outcome import Outcome
+from .records import FanoutTally, command_events
 from .writer import HistoryWriter
 
 __all__ = ["HistoryRecorder"]
+
+log = logging.getLogger("imc_sidecar.history")
 
 _NO_ANSWER = 408  # what a copy still unanswered at stop counts as
 
@@ -40,37 +43,61 @@ class HistoryRecorder:
         self._monotonic = monotonic
         self._open: set[FanoutTally] = set()
 
-    def command(self, outcome: Outcome) -> None:
-        events = command_events(outcome, _micros(self._clock))
-        if events:
-            self.writer.add_events(events)
+    # Every entry point is guarded: a fault here may cost a history row, never the reply
+    # or the copies of the request being served.
 
-    def invite_failed(
-        self, ticket: InviteTicket, outcome: Outcome, status: int, reason: str
-    ) -> None:
-        self.writer.add_events(
-            invite_failed_event(ticket, outcome, status, reason, _micros(self._clock))
-        )
+    def _failed(self, what: str) -> None:
+        self.writer.counters.errors += 1
+        log.exception("history: could not record %s", what)
+
+    def command(self, outcome: Outcome) -> None:
+        try:
+            events = command_events(outcome, _micros(self._clock))
+            if events:
+                self.writer.add_events(events)
+        except Exception:
+            self._failed(f"the events of #{outcome.command}")
 
     def chat(self, outcome: Outcome, body: bytes, content_type: str | None) -> FanoutTally | None:
         """Start the row of an accepted chat text; None when it has no recipient."""
-        recipients = sum(len(out.recipients) for out in outcome.messages)
-        tally = FanoutTally(
-            _micros(self._clock), self._monotonic(), outcome.room, outcome.actor, len(body),
-            content_type or "text/plain", recipients,
-            body.decode("utf-8", "replace") if self._bodies else None,
-        )
-        if not recipients:
-            self.writer.add_message(tally.record())
+        try:
+            recipients = sum(len(out.recipients) for out in outcome.messages)
+            # The copies carry the type the row should show (the sender's, or the default).
+            kind = outcome.messages[0].content_type if outcome.messages else content_type
+            tally = FanoutTally(
+                _micros(self._clock), self._monotonic(), outcome.room, outcome.actor,
+                len(body), kind or "text/plain", recipients,
+                body.decode("utf-8", "replace") if self._bodies else None,
+            )
+            if not recipients:
+                self.writer.add_message(tally.record())
+                return None
+            self._open.add(tally)
+            return tally
+        except Exception:
+            self._failed("a chat message")
             return None
-        self._open.add(tally)
-        return tally
 
     def answered(self, tally: FanoutTally, status: int) -> None:
         """One copy of `tally`'s message got its final `status`, just now."""
-        if tally.answered(status, self._monotonic()) and tally in self._open:
-            self._open.discard(tally)
-            self.writer.add_message(tally.record())
+        try:
+            if tally.answered(status, self._monotonic()) and tally in self._open:
+                self._open.discard(tally)
+                self.writer.add_message(tally.record())
+        except Exception:
+            self._failed("a delivery answer")
+
+    def answered_many(
+        self, tally: FanoutTally, delivered: int, failed: int, worst: int, last: float
+    ) -> None:
+        """Several copies of `tally`'s message ended (a delivery worker's share), the last
+        at monotonic time `last`."""
+        try:
+            if tally.add(delivered, failed, worst, last) and tally in self._open:
+                self._open.discard(tally)
+                self.writer.add_message(tally.record())
+        except Exception:
+            self._failed("a delivery worker's answers")
 
     def abandon_open(self) -> None:
         """At stop: write the messages still waiting for answers, the rest failed."""

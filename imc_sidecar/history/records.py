@@ -23,7 +23,7 @@ from ..imc.changes import (
     room_of,
 )
 from ..imc.model import MEMBER_ADMIN, MEMBER_INVITED, MEMBER_OWNER
-from ..imc.outcome import InviteTicket, Outcome
+from ..imc.outcome import Outcome
 
 __all__ = [
     "EVENT_KINDS",
@@ -32,7 +32,6 @@ __all__ = [
     "FanoutTally",
     "MessageRecord",
     "command_events",
-    "invite_failed_event",
     "role_name",
 ]
 
@@ -104,7 +103,7 @@ def role_name(flags: int) -> str:
 def command_events(outcome: Outcome, time_us: int) -> list[EventRecord]:
     """The rows a command leaves: one per change it made, or one for its refusal."""
     command = outcome.command
-    if command is None or command == "invite-failed":  # the latter: invite_failed_event
+    if command is None:
         return []
     actor = outcome.actor
     if outcome.rc < 0:
@@ -136,23 +135,13 @@ def command_events(outcome: Outcome, time_us: int) -> list[EventRecord]:
             else:  # #accept, or an invitee's #join
                 events.append(EventRecord(time_us, room, "accepted", actor, subject, OK, None))
         elif isinstance(change, MemberRemoved):
+            if command == "invite-failed":  # its reason is the delivery's final status
+                events.append(EventRecord(time_us, room, "invite_failed", actor, subject, OK,
+                                          outcome.reason))
+                continue
             kind = _REMOVAL.get(command, "removed")
             events.append(EventRecord(time_us, room, kind, actor, subject, OK, None))
     return events
-
-
-def invite_failed_event(
-    ticket: InviteTicket, outcome: Outcome, status: int, reason: str, time_us: int
-) -> list[EventRecord]:
-    """The row of an invitation whose delivery failed, if it removed the invitee."""
-    if not outcome.changes:  # accepted, left or removed meanwhile: nothing happened
-        return []
-    return [
-        EventRecord(
-            time_us, ticket.room_uri, "invite_failed", ticket.inviter_uri, ticket.invitee_uri,
-            OK, f"{status} {reason}".strip(),
-        )
-    ]
 
 
 class FanoutTally:
@@ -201,6 +190,17 @@ class FanoutTally:
                 self.worst = status
         if now > self.last:
             self.last = now
+        return self.delivered + self.failed >= self.recipients
+
+    def add(self, delivered: int, failed: int, worst: int, last: float) -> bool:
+        """Several copies ended, the last at monotonic time `last`; True once every copy
+        has (`answered` for a batch)."""
+        self.delivered += delivered
+        self.failed += failed
+        if worst > self.worst:
+            self.worst = worst
+        if last > self.last:
+            self.last = last
         return self.delivered + self.failed >= self.recipients
 
     def abandon(self, status: int) -> None:

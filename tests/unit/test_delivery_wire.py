@@ -29,9 +29,10 @@ def test_job_round_trip_from_a_memoryview() -> None:
 
 
 def test_report_and_hello_round_trip() -> None:
-    assert decode_report(encode_report(3, [(0, 408, "Request Timeout")])) == Report(
-        3, [(0, 408, "Request Timeout")]
-    )
+    finished = [(5, 2, 1, 486, "Busy Here", 1234.5)]
+    report = decode_report(encode_report(3, [(408, "Request Timeout")], finished))
+    assert report == Report(3, [(408, "Request Timeout")], finished)
+    assert report.copies == 3 + 1 + 3
     assert decode_hello(encode_hello("127.0.0.1", 40000)) == Hello("127.0.0.1", 40000)
 
 
@@ -44,7 +45,10 @@ def test_bad_job_records_raise_wire_error(record: bytes) -> None:
         decode_job(record)
 
 
-@pytest.mark.parametrize("record", [b"", marshal.dumps([1, 2]), marshal.dumps(("1", []))])
+@pytest.mark.parametrize(
+    "record",
+    [b"", marshal.dumps([1, 2]), marshal.dumps(("1", [], [])), marshal.dumps((1, [], 2))],
+)
 def test_bad_report_records_raise_wire_error(record: bytes) -> None:
     with pytest.raises(WireError):
         decode_report(record)
