@@ -91,7 +91,7 @@ async def _create_tables(settings: Settings) -> int:
         from .history.writer import HistoryWriter
 
         writer = await HistoryWriter.open(
-            settings.history_db_url or settings.db_url, settings.history_flush_interval,
+            settings.history_url or settings.db_url, settings.history_flush_interval,
             settings.history_queue, settings.history_retention_days,
         )
         await writer.close()

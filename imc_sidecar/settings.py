@@ -189,7 +189,8 @@ class Settings:
     history_db_url: str | None = None
     """Database of the usage history; None: the same as `db_url`."""
     history_flush_interval: float = DEFAULT_HISTORY_FLUSH
-    """Seconds between two batches of history rows (and so the most a kill -9 loses)."""
+    """Seconds between two batches of history rows.  A kill -9 loses the rows not yet
+    written (see README, `history_flush_interval`), never rooms or members."""
     history_queue: int = DEFAULT_HISTORY_QUEUE
     """History rows held in memory for the writer; rows beyond it are dropped, counted
     (`imc:history_dropped`) and logged."""
@@ -197,6 +198,14 @@ class Settings:
     """Also store each chat message's body (text) in the history."""
     history_retention_days: int = 0
     """Prune history rows older than this many days, in small batches; 0 keeps all."""
+
+    @property
+    def history_url(self) -> str | None:
+        """Where the usage history goes: `history_db_url`, else the rooms' database when
+        there is one (db_mode 2); None: nowhere."""
+        if self.history_db_url:
+            return self.history_db_url
+        return self.db_url if self.db_mode == 2 else None
 
     def describe(self) -> list[str]:
         """`name = value` lines for a start-up log, password hidden."""

@@ -239,7 +239,8 @@ def _off(progress: bool | None) -> bool | None:
 
 
 async def _settle(rpc: _Rpc, tally: Tally, timeout: float, progress: bool | None) -> bool:
-    """Wait until nothing is pending in the sidecar and every ghost invitation ran out."""
+    """Wait until nothing is pending in the sidecar, every ghost invitation ran out and
+    the usage history holds every row (so a notebook run next sees all of it)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     calm = 0
@@ -248,14 +249,17 @@ async def _settle(rpc: _Rpc, tally: Tally, timeout: float, progress: bool | None
     try:
         while True:
             try:
-                pending = (await rpc.stats()).get("imc.pending_deliveries", 0)
+                stats = await rpc.stats()
+                pending = stats.get("imc.pending_deliveries", 0)
+                unwritten = stats.get("imc.history_queued", 0)
             except RpcClientError as exc:
                 _say(f"cannot read the sidecar's statistics: {exc}")
                 return False
             ghosts = tally.invited(tally.ghost_uris)
             bar.set_postfix_str(f"MESSAGEs pending {pending}, "
-                                f"ghost invitations running {ghosts}")
-            calm = calm + 1 if pending == 0 and ghosts == 0 else 0
+                                f"ghost invitations running {ghosts}, "
+                                f"history rows unwritten {unwritten}")
+            calm = calm + 1 if pending == 0 and ghosts == 0 and unwritten == 0 else 0
             if calm >= SETTLED_POLLS:
                 return True
             if loop.time() >= deadline:

@@ -93,7 +93,7 @@ def start_sidecar(
     with log.open("ab") as out:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, env=os.environ.copy(),
+            start_new_session=True, env=_clean_environment(),
         )
     started = StartedSidecar(process, db_url, (sip_host, sip_port),
                              f"http://{rpc_host}:{rpc_port}/RPC", log)
@@ -116,3 +116,9 @@ def _tail(log: Path, lines: int = 15) -> str:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def _clean_environment() -> dict[str, str]:
+    """The caller's environment without IMC_* settings (an outbound proxy or history
+    turned off there would break the demo's own sidecar)."""
+    return {name: value for name, value in os.environ.items() if not name.startswith("IMC_")}

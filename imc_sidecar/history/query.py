@@ -28,7 +28,7 @@ __all__ = [
     "read_page",
 ]
 
-MAX_PAGE = 10_000
+MAX_PAGE = 2_000  # rows per reply: rendering a page must not hold up the SIP traffic
 EVENT_COLUMNS = ("id", "time_us", "room", "kind", "actor", "subject", "result", "detail")
 MESSAGE_COLUMNS = (
     "id", "time_us", "room", "sender", "body_size", "content_type", "recipients",

@@ -123,6 +123,9 @@ def _cut(text: str | None, size: int) -> str | None:
         return None
     if "\x00" in text:
         text = text.replace("\x00", "")
+    if not text.isascii():
+        # Header values keep undecodable bytes as surrogates, which no driver encodes.
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return text if len(text) <= size else text[:size]
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from sqlalchemy import Connection, delete, select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ..store.connect import StoreError, create_engine, reason
@@ -191,27 +192,49 @@ class HistoryWriter:
             events = self._events[:_BATCH]
             messages = self._messages[: _BATCH - len(events)]
             try:
-                async with self._engine.begin() as conn:
-                    if events:
-                        await conn.execute(
-                            self.tables.events.insert(), [event_row(e) for e in events]
-                        )
-                    if messages:
-                        await conn.execute(
-                            self.tables.messages.insert(), [message_row(m) for m in messages]
-                        )
+                await self._insert(events, messages)
             except Exception as exc:
-                self.counters.errors += 1
-                self._warn(
-                    "write", "history %s: cannot write %d row(s), kept for the next "
-                    "attempt: %s", self.label, self.queued, reason(exc),
-                )
-                return False
+                if not _is_row_error(exc):
+                    self.counters.errors += 1
+                    self._warn(
+                        "write", "history %s: cannot write %d row(s), kept for the next "
+                        "attempt: %s", self.label, self.queued, reason(exc),
+                    )
+                    return False
+                # Some row the database will never take: keep the others, not the batch.
+                await self._insert_each(events, messages)
             # Rows added while the transaction ran are behind these: cut from the front.
             del self._events[: len(events)]
             del self._messages[: len(messages)]
-            self.counters.written += len(events) + len(messages)
         return True
+
+    async def _insert(self, events: list[EventRecord], messages: list[MessageRecord]) -> None:
+        async with self._engine.begin() as conn:
+            if events:
+                await conn.execute(self.tables.events.insert(), [event_row(e) for e in events])
+            if messages:
+                await conn.execute(
+                    self.tables.messages.insert(), [message_row(m) for m in messages]
+                )
+        self.counters.written += len(events) + len(messages)
+
+    async def _insert_each(
+        self, events: list[EventRecord], messages: list[MessageRecord]
+    ) -> None:
+        """Insert one row per transaction; a row the database refuses is dropped, counted
+        and logged (retrying it would block every row behind it forever)."""
+        rows: list[tuple[list[EventRecord], list[MessageRecord]]] = [
+            ([e], []) for e in events
+        ]
+        rows += [([], [m]) for m in messages]
+        for one_event, one_message in rows:
+            try:
+                await self._insert(one_event, one_message)
+            except Exception as exc:
+                self.counters.errors += 1
+                self.counters.dropped += 1
+                log.error("history %s: the database refused a row, dropped: %s (%r)",
+                          self.label, reason(exc), (one_event or one_message)[0])
 
     async def _prune(self) -> None:
         cutoff = int((self._clock() - self._retention * 86_400) * 1_000_000)
@@ -221,7 +244,7 @@ class HistoryWriter:
                     async with self._engine.begin() as conn:
                         ids = (await conn.execute(
                             select(table.c.id).where(table.c.time_us < cutoff)
-                            .order_by(table.c.id).limit(_PRUNE_BATCH)
+                            .order_by(table.c.time_us).limit(_PRUNE_BATCH)  # the time index
                         )).scalars().all()
                         if ids:
                             await conn.execute(delete(table).where(table.c.id.in_(ids)))
@@ -256,3 +279,12 @@ class HistoryWriter:
         if self.queued:
             log.warning("history %s: %d row(s) not written at stop", self.label, self.queued)
         await self._engine.dispose()
+
+
+def _is_row_error(exc: BaseException) -> bool:
+    """Whether `exc` is about the rows themselves (a value the database refuses), not the
+    database being unreachable or the tables missing, which a retry can cure."""
+    if isinstance(exc, IntegrityError | DataError | UnicodeError):
+        return True
+    # Errors the driver raised before the database saw the statement (say, encoding).
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
