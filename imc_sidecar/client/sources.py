@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import sqlalchemy
-from sqlalchemy import Connection, Engine, event, inspect, select
+from sqlalchemy import Connection, Engine, event, inspect
 
 from ..history.query import EVENT_COLUMNS, MESSAGE_COLUMNS, HistoryFilter, Page, read_page
 from ..history.snapshot import Row, member_rows, room_row
 from ..history.tables import build_history_tables
-from ..imc.changes import StoredMember, StoredRoom
 from ..imc.engine import EngineConfig, ImcEngine
 from ..stats import Statistics
+from ..store.repository import read_rooms
 from ..store.schema import build_tables
 from ..store.urls import redact, to_sync_url
 
@@ -139,22 +139,9 @@ class DbSource:
             for table in (rooms_t, members_t):
                 if not _has_table(conn, table.name):
                     raise LookupError(f"{self.label} has no table {table.name}")
-            room_rows = conn.execute(
-                select(rooms_t.c.name, rooms_t.c.domain, rooms_t.c.flag).order_by(rooms_t.c.id)
-            ).all()
-            member_rows_ = conn.execute(
-                select(members_t.c.username, members_t.c.domain, members_t.c.room,
-                       members_t.c.flag).order_by(members_t.c.id)
-            ).all()
-        by_room: dict[str, list[StoredMember]] = {}
-        for user, domain, room, flag in member_rows_:
-            by_room.setdefault(room.lower(), []).append(StoredMember(user, domain, int(flag)))
+            rooms = read_rooms(conn, self._tables)
         engine = ImcEngine(EngineConfig())
-        engine.load(
-            StoredRoom(name, domain, int(flag),
-                       tuple(by_room.get(f"sip:{name}@{domain}".lower(), ())))
-            for name, domain, flag in room_rows
-        )
+        engine.load(rooms)
         return engine
 
     def rooms(self) -> list[Row]:

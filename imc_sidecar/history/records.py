@@ -135,9 +135,9 @@ def command_events(outcome: Outcome, time_us: int) -> list[EventRecord]:
             else:  # #accept, or an invitee's #join
                 events.append(EventRecord(time_us, room, "accepted", actor, subject, OK, None))
         elif isinstance(change, MemberRemoved):
-            if command == "invite-failed":  # its reason is the delivery's final status
+            if command == "invite-failed":
                 events.append(EventRecord(time_us, room, "invite_failed", actor, subject, OK,
-                                          outcome.reason))
+                                          outcome.detail))
                 continue
             kind = _REMOVAL.get(command, "removed")
             events.append(EventRecord(time_us, room, kind, actor, subject, OK, None))

@@ -187,9 +187,8 @@ class ImcEngine:
             return outcome
         self._table.remove_member(room, member)
         outcome.changes.append(MemberRemoved(room.uri, member.user, member.domain))
-        # Nobody is answered for this outcome, so its reason carries the delivery's final
-        # status, for the usage history (with the inviter as the actor).
-        outcome.reason = f"{status} {reason}".strip()
+        # For the usage history: what the delivery ended with, and who invited.
+        outcome.detail = f"{status} {reason}".strip()
         outcome.actor = ticket.inviter_uri
         outcome.room = room.uri
         outcome.messages.append(

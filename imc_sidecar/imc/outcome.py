@@ -56,7 +56,7 @@ class Outcome:
     `messages` go out.  `command` names the command run (None for chat), for counters.
     `actor` (the sender, `sip:user@host`) and `room` (the room acted on, or the
     Request-URI's room for a refusal) are set for commands and accepted chat texts, for
-    the usage history.
+    the usage history, as is `detail`: the final status of a failed invitation's delivery.
     """
 
     rc: int
@@ -67,3 +67,4 @@ class Outcome:
     command: str | None = None
     actor: str = ""
     room: str = ""
+    detail: str | None = None

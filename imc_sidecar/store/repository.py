@@ -41,7 +41,7 @@ from imc_sidecar.store.schema import (
 )
 from imc_sidecar.store.urls import redact, to_async_url
 
-__all__ = ["DoesNotFit", "Store", "StoreError", "check_fits"]
+__all__ = ["DoesNotFit", "Store", "StoreError", "check_fits", "read_rooms"]
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +98,11 @@ class Store:
         await self.apply(())  # read our own writes
         try:
             async with self._engine.connect() as conn:
-                room_rows, member_rows = await conn.run_sync(self._fetch_all)
+                room_rows, member_rows = await conn.run_sync(_fetch_all, self._tables)
         except Exception as exc:
             raise StoreError(f"cannot load rooms from {self.label}: {reason(exc)}") from None
         return _assemble(room_rows, member_rows)
 
-    def _fetch_all(self, conn: Connection) -> tuple[Sequence[Any], Sequence[Any]]:
-        """Both tables as the driver's plain rows (tuples, or asyncpg's Records).
-
-        SQLAlchemy's Row objects would add about 0.15 s per million member rows to the
-        start-up; no column here needs its result processing (strings and integers).
-        """
-        rooms_t, members_t = self._tables.rooms, self._tables.members
-        queries = (
-            select(rooms_t.c.name, rooms_t.c.domain, rooms_t.c.flag).order_by(rooms_t.c.id),
-            select(
-                members_t.c.username, members_t.c.domain, members_t.c.room, members_t.c.flag
-            ).order_by(members_t.c.id),
-        )
-        cursor = conn.connection.cursor()
-        try:
-            fetched = []
-            for query in queries:
-                cursor.execute(str(query.compile(dialect=conn.dialect)))
-                fetched.append(cursor.fetchall())
-        finally:
-            cursor.close()
-        return fetched[0], fetched[1]
 
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
         """Queue one command's changes now; the future resolves once they are committed.
@@ -204,6 +182,36 @@ class Store:
             _settle(batch, StoreError(f"database write failed: {why}"))
         else:
             _settle(batch, None)
+
+
+def read_rooms(conn: Connection, tables: ImcTables) -> list[StoredRoom]:
+    """Every room with its members, as the sidecar loads them at start: the one loading
+    rule, which the analysts' offline client (`Client.from_db`) uses too."""
+    return _assemble(*_fetch_all(conn, tables))
+
+
+def _fetch_all(conn: Connection, tables: ImcTables) -> tuple[Sequence[Any], Sequence[Any]]:
+    """Both tables as the driver's plain rows (tuples, or asyncpg's Records).
+
+    SQLAlchemy's Row objects would add about 0.15 s per million member rows to the
+    start-up; no column here needs its result processing (strings and integers).
+    """
+    rooms_t, members_t = tables.rooms, tables.members
+    queries = (
+        select(rooms_t.c.name, rooms_t.c.domain, rooms_t.c.flag).order_by(rooms_t.c.id),
+        select(
+            members_t.c.username, members_t.c.domain, members_t.c.room, members_t.c.flag
+        ).order_by(members_t.c.id),
+    )
+    cursor = conn.connection.cursor()
+    try:
+        fetched = []
+        for query in queries:
+            cursor.execute(str(query.compile(dialect=conn.dialect)))
+            fetched.append(cursor.fetchall())
+    finally:
+        cursor.close()
+    return fetched[0], fetched[1]
 
 
 def _assemble(room_rows: Sequence[Any], member_rows: Sequence[Any]) -> list[StoredRoom]:
