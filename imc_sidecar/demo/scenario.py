@@ -529,27 +529,30 @@ class _Planner:
         body = "#exit" if self.rng.random() < 0.25 else "#leave"
         return self.emit(at, "leave", self.rng.choice(self._non_owners(room)), room.uri, body)
 
-    def _remove(self, at: float, intent: _Intent | None) -> bool:
+    def _privileged_on_other(self) -> tuple[RoomState, str, str] | None:
+        """A room, one of its owners or admins, and another non-owner member to act on."""
         room = self.pick_room(lambda r: r.active_count() >= 2)
         if room is None:
-            return False
+            return None
         sender = self.pick_user(room.privileged())
         targets = [u for u in self._non_owners(room) if u != sender]
         if sender is None or not targets:
+            return None
+        return room, sender, self.rng.choice(targets)
+
+    def _remove(self, at: float, intent: _Intent | None) -> bool:
+        picked = self._privileged_on_other()
+        if picked is None:
             return False
-        target = self.rng.choice(targets)
+        room, sender, target = picked
         body = f"#remove {self.by_uri[target].handle}"
         return self.emit(at, "remove", sender, room.uri, body, target=target)
 
     def _modify(self, at: float, intent: _Intent | None) -> bool:
-        room = self.pick_room(lambda r: r.active_count() >= 2)
-        if room is None:
+        picked = self._privileged_on_other()
+        if picked is None:
             return False
-        sender = self.pick_user(room.privileged())
-        targets = [u for u in self._non_owners(room) if u != sender]
-        if sender is None or not targets:
-            return False
-        target = self.rng.choice(targets)
+        room, sender, target = picked
         role = ADMIN if room.members[target] == MEMBER else MEMBER
         body = f"#modify {self.by_uri[target].handle} {role}"
         return self.emit(at, "modify", sender, room.uri, body, target=target, role=role)

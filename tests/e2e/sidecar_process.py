@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -15,22 +14,14 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imc_sidecar.demo.sidecar import free_port as demo_free_port
+
 _LISTENING = re.compile(r"listening on (udp|tcp):([^:\s]+):(\d+)")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((host, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
+    """A port that is free for both UDP and TCP right now (the demo's own rule)."""
+    return demo_free_port(host)
 
 
 @dataclass
