@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from imc_sidecar.imc.headers import validate_extra_hdrs
 from imc_sidecar.sip.uri import UriError, parse_uri
 from imc_sidecar.store.urls import redact, to_async_url
 
@@ -59,7 +60,6 @@ DEFAULT_RPC_DGRAM_PORT = 5093
 DEFAULT_RPC_BINRPC_PORT = 5094
 MIN_TOKEN_LENGTH = 16
 MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
-EXTRA_HDRS_LIMIT = 1024  # Kamailio refuses start-up at about this size
 DEFAULT_MAX_PENDING = 5_000
 MAX_DELIVERY_WORKERS = 64
 DEFAULT_DELIVERY_PORT = 5100  # 5100-5107 in kamailio-snippets/sidecar-front.cfg
@@ -70,13 +70,7 @@ _EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 _TRANSPORTS = ("udp", "tcp")
 _LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _TABLE_RE = re.compile(r"[a-z_][a-z0-9_]{0,31}")  # version.table_name is VARCHAR(32)
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 3261 token
 _HOSTNAME_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9\-.]+")
-# Headers the server writes itself; a second copy would break or confuse the message.
-_OWN_HEADERS = frozenset(
-    {"via", "v", "from", "f", "to", "t", "call-id", "i", "cseq", "content-length", "l",
-     "max-forwards", "content-type", "c"}
-)
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -305,24 +299,17 @@ def _outbound_proxy(raw: object) -> str | None:
 
 
 def _extra_hdrs(raw: object) -> str:
+    """Decode the escapes and line breaks a flag or variable can hold, then apply the one
+    rule for the block (`validate_extra_hdrs`, also what imc sends with)."""
     decoded = re.sub(r"\\(\\|r\\n|n|r)",
                      lambda m: "\\" if m.group(1) == "\\" else "\n", _text(raw))
     lines = re.split(r"\r\n|\n|\r", decoded)
     if lines[-1] == "":
         lines.pop()
-    for number, line in enumerate(lines, 1):
-        name, colon, value = line.partition(":")
-        if not colon or not _TOKEN_RE.fullmatch(name.strip(" \t")) or name != name.lstrip():
-            raise _Bad(f"line {number} must look like 'Name: value'")
-        if any(not c.isprintable() and c != "\t" for c in value):
-            raise _Bad(f"line {number} holds a control character")
-        if name.strip(" \t").lower() in _OWN_HEADERS:
-            raise _Bad(f"header {name.strip()} is written by the server itself")
-    block = "".join(f"{line}\r\n" for line in lines)
-    if len(block.encode()) >= EXTRA_HDRS_LIMIT:
-        raise _Bad(f"must be shorter than {EXTRA_HDRS_LIMIT} bytes "
-                   f"(is {len(block.encode())} with CRLFs)")
-    return block
+    try:
+        return validate_extra_hdrs("\r\n".join(lines))
+    except ValueError as exc:
+        raise _Bad(str(exc)) from None
 
 
 def _flag(raw: object) -> bool:

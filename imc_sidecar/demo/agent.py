@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import cast
 
-from ..sip.message import ParseError, Request, Response, parse_message, response_bytes
+from ..sip.message import ParseError, Request, Response
+from ..sip.parse import parse_message
+from ..sip.replies import response_bytes
 
 __all__ = ["SIP_PORT", "T1", "T2", "TIMER_F", "Phone", "Reply", "open_phones"]
 

@@ -6,8 +6,7 @@ extra_hdrs, In-Reply-To.  The invite-failure notice carries extra_hdrs only.
 
 from __future__ import annotations
 
-import re
-
+from ..sip.grammar import is_token
 from .outcome import Outgoing
 
 __all__ = ["MAX_HEADER_BLOCK", "header_block", "validate_extra_hdrs"]
@@ -18,8 +17,6 @@ SUPPORTED = b"Supported: kamailio/imc\r\n"
 MAX_HEADER_BLOCK = 1024
 _FIXED_LINES = b"Content-Type: text/plain\r\n" + SUPPORTED
 
-# RFC 3261 token characters for a header name.
-_NAME_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
 # Headers the transaction layer or imc itself writes; a second copy would break the
 # message or contradict it.  Compact forms included (RFC 3261 §7.3.3).
 _RESERVED = frozenset(
@@ -58,8 +55,10 @@ def header_block(out: Outgoing, extra_hdrs: str) -> bytes:
 def validate_extra_hdrs(text: str) -> str:
     """Check the extra_hdrs setting and return it ending in CRLF (or empty).
 
-    Each line must be `Name: value`, lines are separated by CRLF, and the lines together
-    with imc's own must stay under 1024 bytes.  Raises ValueError saying what is wrong.
+    The one rule for that setting (the settings call it after decoding escapes).  Each
+    line must be `Name: value` with a SIP token as its name, lines are separated by CRLF,
+    and the lines together with imc's own must stay under 1024 bytes.  Raises ValueError
+    saying what is wrong, without naming the setting (the caller does).
     """
     if not text:
         return ""
@@ -70,14 +69,14 @@ def validate_extra_hdrs(text: str) -> str:
     size = len(_FIXED_LINES) + len(normalized.encode())
     if size >= MAX_HEADER_BLOCK:
         raise ValueError(
-            f"extra_hdrs is too long: with imc's own headers it takes {size} bytes, "
+            f"too long: with imc's own headers it takes {size} bytes, "
             f"the limit is {MAX_HEADER_BLOCK - 1}"
         )
     return normalized
 
 
 def _check_line(number: int, line: str) -> None:
-    where = f"extra_hdrs line {number} ({line[:40]!r})"
+    where = f"line {number} ({line[:40]!r})"
     if "\r" in line or "\n" in line:
         raise ValueError(f"{where}: lines must be separated by CRLF, not a bare CR or LF")
     if any((ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in line):
@@ -86,7 +85,7 @@ def _check_line(number: int, line: str) -> None:
     name = name.rstrip(" \t")
     if not colon or not name:
         raise ValueError(f"{where}: each line must be 'Name: value'")
-    if not _NAME_RE.match(name):
-        raise ValueError(f"{where}: '{name}' is not a valid header name")
+    if not is_token(name):
+        raise ValueError(f"{where}: '{name}' is not a valid SIP header name (RFC 3261 token)")
     if name.lower() in _RESERVED:
         raise ValueError(f"{where}: {name} is written by the server itself and cannot be set here")

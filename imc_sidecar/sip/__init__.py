@@ -11,16 +11,9 @@ from .endpoint import (
     Transmit,
 )
 from .framing import StreamFramer
-from .message import (
-    Headers,
-    ParseError,
-    Request,
-    Response,
-    SipError,
-    Via,
-    make_response,
-    parse_message,
-)
+from .message import Headers, ParseError, Request, Response, SipError, Via
+from .parse import parse_message
+from .replies import response_bytes
 from .uri import SipUri, UriError, parse_uri
 
 __all__ = [
@@ -41,7 +34,7 @@ __all__ = [
     "Transmit",
     "UriError",
     "Via",
-    "make_response",
     "parse_message",
     "parse_uri",
+    "response_bytes",
 ]

@@ -17,21 +17,18 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .fastpath import scan_response
-from .fastrequest import scan_request
-from .message import (
-    ParseError,
-    Request,
-    Response,
+from .headers import parse_via
+from .message import ParseError, Request, Response
+from .parse import parse_message
+from .replies import (
     apply_received,
-    make_response_from_headers,
-    parse_message,
-    parse_via,
     reply_bytes,
     reply_headers,
     response_address,
     stamp_via,
+    to_has_tag,
 )
+from .scan import scan_request, scan_response
 from .transaction import (
     Address,
     Peer,
@@ -249,7 +246,7 @@ class SipEndpoint:
             dest = reply_peer
         handle = ServerHandle(self._layer.server_start(key, dest), request)
         # Validated when parsed (`_build_message`): None or at most three digits.
-        forwards = request.headers._first("max-forwards")
+        forwards = request.headers.first("max-forwards")
         if forwards is not None and int(forwards) == 0:
             self._respond(handle, 483, "Too Many Hops", now)
         elif method == "CANCEL":
@@ -285,11 +282,9 @@ class SipEndpoint:
             log.debug("dropped malformed request from %s: %s", peer.address, exc)
             return
         log.info("rejecting request from %s: %s", peer.address, exc)
-        response = make_response_from_headers(
-            headers, exc.status, exc.reason, to_tag=self._ids.tag(), headers=[self._server_header]
-        )
+        data = reply_bytes(headers, exc.status, exc.reason, self._ids.tag(), self._reply_headers)
         dest = peer if peer.transport != "udp" else Peer("udp", response_address(via))
-        self._layer.queue(Transmit(response.to_bytes(), dest))
+        self._layer.queue(Transmit(data, dest))
 
     # --- replies --------------------------------------------------------------------------
 
@@ -323,7 +318,9 @@ class SipEndpoint:
         headers = (
             self._reply_headers if extra is None else reply_headers([*extra, self._server_header])
         )
-        data = reply_bytes(request, status, reason, handle._to_tag, headers)
+        data = reply_bytes(
+            request.headers, status, reason, handle._to_tag, headers, to_has_tag(request)
+        )
         self._layer.server_send(handle._txn, status, data, now)
         if status >= 200:
             handle._request = None

@@ -8,7 +8,8 @@ or RFC 3261 §7.5 padding) is skipped.
 
 from __future__ import annotations
 
-from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError, find_head_end
+from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError
+from .parse import find_head_end
 
 __all__ = ["StreamFramer"]
 

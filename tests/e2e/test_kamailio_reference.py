@@ -8,6 +8,7 @@ fail, not skip.
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,8 +57,11 @@ def _only(result: StepResult) -> Delivery:
 
 
 def test_binaries_are_installed() -> None:
-    find_kamailio()
-    find_sipp()
+    """The reference is Kamailio 5.6 (imc-reference.md): any other version fails here."""
+    version = subprocess.run([find_kamailio(), "-v"], capture_output=True, text=True, timeout=30)
+    assert "version: kamailio 5.6." in version.stdout, version.stdout
+    sipp = subprocess.run([find_sipp(), "-v"], capture_output=True, text=True, timeout=30)
+    assert "SIPp v" in sipp.stdout + sipp.stderr
 
 
 def test_create_notice_room_style(main_run: Transcript) -> None:

@@ -1,4 +1,5 @@
-"""`_plain_params` (one parameter read without a regex) equals the general reading."""
+"""`plain_params` (the plain writing, one parameter read without a regex) equals the
+general rule, `split_outside` + `parse_params`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,13 @@ import re
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from imc_sidecar.sip.headers import _PLAIN_PARAM, _PLAIN_PARAMS, _plain_params
+from imc_sidecar.sip.grammar import (
+    PLAIN_PARAM,
+    PLAIN_PARAMS,
+    parse_params,
+    plain_params,
+    split_outside,
+)
 
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 VALUE_CHARS = TOKEN_CHARS + ":[]/@?&$="
@@ -19,7 +26,7 @@ params_text = st.lists(st.tuples(names, values), max_size=4).map(
 
 
 def _general(text: str) -> tuple[tuple[str, str | None], ...]:
-    return tuple((n, v[1:] if v else None) for n, v in _PLAIN_PARAM.findall(text))
+    return tuple((n, v[1:] if v else None) for n, v in PLAIN_PARAM.findall(text))
 
 
 @settings(max_examples=500)
@@ -30,6 +37,8 @@ def _general(text: str) -> tuple[tuple[str, str | None], ...]:
 @example(";a==b")
 @example(";a=b=c")
 def test_plain_params_equals_general_reading(text: str) -> None:
-    if re.fullmatch(_PLAIN_PARAMS, text) is None:
-        return  # `_plain_params` is only given what `_PLAIN_PARAMS` matched
-    assert _plain_params(text) == _general(text)
+    if re.fullmatch(PLAIN_PARAMS, text) is None:
+        return  # `plain_params` is only given what `PLAIN_PARAMS` matched
+    assert plain_params(text) == _general(text)
+    # ... and equals the general rule for any writing of parameters
+    assert plain_params(text) == parse_params(split_outside(text, ";")[1:], "params")

@@ -6,8 +6,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imc_sidecar.sip.errors import ParseError
-from imc_sidecar.sip.headers import _parse_cseq, parse_name_addr
-from imc_sidecar.sip.message import Request, parse_message
+from imc_sidecar.sip.grammar import parse_cseq
+from imc_sidecar.sip.headers import parse_name_addr
+from imc_sidecar.sip.message import Request
+from imc_sidecar.sip.parse import parse_message
 
 to_values = st.sampled_from(
     [
@@ -47,6 +49,6 @@ def test_cached_reading_equals_parsing(to: str, cseq: str) -> None:
             continue
         assert isinstance(message, Request)
         assert message.to_addr == parse_name_addr(message.headers.get("To") or "", "To")
-        assert message.cseq == _parse_cseq(message.headers.get("CSeq") or "")
+        assert message.cseq == parse_cseq(message.headers.get("CSeq") or "")
         results.append(message)
     assert results[0] == results[1]

@@ -60,8 +60,10 @@ def test_validate_accepts_and_normalizes() -> None:
         ("X-A: 1\r\n\r\nX-B: 2", "'Name: value'"),
         ("no colon here", "'Name: value'"),
         (": value", "'Name: value'"),
-        ("Bad Name: 1", "not a valid header name"),
-        (" X-A: folded", "not a valid header name"),
+        ("Bad Name: 1", "not a valid SIP header name"),
+        (" X-A: folded", "not a valid SIP header name"),
+        ("X|Y: 1", "not a valid SIP header name"),  # an HTTP token, not a SIP one
+        ("X#Y: 1", "not a valid SIP header name"),
         ("X-A: a\x01b", "control characters"),
         ("Content-Length: 0", "written by the server"),
         ("via: SIP/2.0/UDP h", "written by the server"),

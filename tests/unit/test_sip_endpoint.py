@@ -11,7 +11,9 @@ from imc_sidecar.sip.endpoint import (
     SipEndpoint,
     Transmit,
 )
-from imc_sidecar.sip.message import Request, Response, make_response, parse_message
+from imc_sidecar.sip.message import Request, Response
+from imc_sidecar.sip.parse import parse_message
+from imc_sidecar.sip.replies import response_bytes
 
 VIA = {"udp": ("10.0.0.9", 5060), "tcp": ("10.0.0.9", 5061)}
 ALICE = Peer("udp", ("192.0.2.10", 40000))
@@ -88,28 +90,35 @@ def test_extra_headers_get_a_line_end_and_may_be_empty() -> None:
     assert "X-A" not in second.headers
 
 
+def _expected_copy(uri: str, transport: str, via: str, n: int) -> bytes:
+    """One copy as tm shapes it, written out (ids t-1, t-2, ... in request_ids order)."""
+    return (
+        f"MESSAGE {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} {via};branch=z9hG4bKt-{n};rport\r\n"
+        f"To: <{uri}>\r\n"
+        f"From: <sip:room@chat>;tag=t-{n + 1}\r\n"
+        "CSeq: 10 MESSAGE\r\n"
+        f"Call-ID: t-{n + 2}@10.0.0.9\r\n"
+        "Max-Forwards: 70\r\n"
+        "X-A: 1%s\r\n"
+        "User-Agent: imc-sidecar\r\n"
+        "Content-Length: 7\r\n\r\n50% off"
+    ).encode()
+
+
 def test_send_many_fills_the_template_per_recipient() -> None:
     uris = ["sip:a@192.0.2.1", "sip:b@192.0.2.2:5070", "sip:c@h;transport=tcp"]
-    one_by_one = endpoint()
-    for uri in uris:
-        one_by_one.send_request(uri, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
-    together = endpoint()
-    together.send_many(uris, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
-    # Exactly what separate send_request calls make, '%' in body and headers included.
-    assert together.transmits() == one_by_one.transmits()
-    [first, second, third] = (parse_message(t.data) for t in endpoint_sends(uris))
-    assert isinstance(first, Request) and first.body == b"50% off"
-    assert first.headers.get("X-A") == "1%s"
-    ids = {(m.top_via.branch, m.from_tag, m.call_id) for m in (first, second, third)}
-    assert len(ids) == 3 and len({i for triple in ids for i in triple}) == 9
-    assert isinstance(second, Request) and second.uri == "sip:b@192.0.2.2:5070"
-    assert third.top_via.transport == "TCP"
-
-
-def endpoint_sends(uris: list[str]) -> list[Transmit]:
     ep = endpoint()
     ep.send_many(uris, "sip:room@chat", b"50% off", b"X-A: 1%s", "ctx", 0.0)
-    return ep.transmits()
+    # Each copy is the whole MESSAGE with its own Request-URI, To and ids; '%' in the
+    # body and the headers survives the template.
+    udp, tcp = "10.0.0.9:5060", "10.0.0.9:5061"
+    assert ep.transmits() == [
+        Transmit(_expected_copy(uris[0], "UDP", udp, 1), Peer("udp", ("192.0.2.1", 5060))),
+        Transmit(_expected_copy(uris[1], "UDP", udp, 4), Peer("udp", ("192.0.2.2", 5070))),
+        Transmit(_expected_copy(uris[2], "TCP", tcp, 7), Peer("tcp", ("h", 5060))),
+    ]
+    assert ep.pending_requests == 3
 
 
 def test_send_many_fails_each_unusable_recipient_alone() -> None:
@@ -192,7 +201,7 @@ def answer(ep: SipEndpoint, status: int, reason: str = "X", index: int = 0) -> b
     transmit = ep.transmits()[index]
     request = parse_message(transmit.data)
     assert isinstance(request, Request)
-    return make_response(request, status, reason, to_tag="r").to_bytes()
+    return response_bytes(request, status, reason, to_tag="r")
 
 
 def test_response_completes_request_once() -> None:
@@ -210,12 +219,12 @@ def test_provisional_then_final() -> None:
     data = ep.transmits()[0].data
     request = parse_message(data)
     assert isinstance(request, Request)
-    trying = make_response(request, 100, "Trying").to_bytes()
+    trying = response_bytes(request, 100, "Trying", to_tag="unused")
     assert ep.receive(trying, ALICE, 0.1) == []
     assert ep.handle_timer(0.5) == []
     assert [t.data for t in ep.transmits()] == [data]
     assert ep.get_timer() == 4.5  # T2 after a provisional
-    final = make_response(request, 486, "Busy Here", to_tag="x").to_bytes()
+    final = response_bytes(request, 486, "Busy Here", to_tag="x")
     assert ep.receive(final, ALICE, 1.0) == [RequestCompleted("ctx", 486, "Busy Here")]
 
 
@@ -468,7 +477,7 @@ def test_many_fan_out_requests_complete() -> None:
         assert isinstance(request, Request)
         done.extend(
             e
-            for e in ep.receive(make_response(request, 200, "OK").to_bytes(), t.peer, 0.1)
+            for e in ep.receive(response_bytes(request, 200, "OK", to_tag="r"), t.peer, 0.1)
             if isinstance(e, RequestCompleted)
         )
     assert sorted(d.context for d in done) == list(range(2000))  # type: ignore[type-var]

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from imc_sidecar.sip.framing import StreamFramer
-from imc_sidecar.sip.message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError, parse_message
+from imc_sidecar.sip.message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError
+from imc_sidecar.sip.parse import parse_message
 
 
 def message(body: bytes = b"hello", cid: str = "c1") -> bytes:

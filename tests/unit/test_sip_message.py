@@ -2,22 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from imc_sidecar.sip.message import (
-    MAX_BODY_BYTES,
-    MAX_HEAD_BYTES,
-    Headers,
-    ParseError,
-    Request,
-    Response,
-    Via,
-    apply_received,
-    find_head_end,
-    make_response,
-    parse_message,
-    parse_name_addr,
-    parse_via,
-    response_address,
-)
+from imc_sidecar.sip.headers import Headers, Via, parse_name_addr, parse_via
+from imc_sidecar.sip.message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError, Request, Response
+from imc_sidecar.sip.parse import find_head_end, parse_message
+from imc_sidecar.sip.replies import apply_received, response_address, response_bytes
 
 BASE = (
     "MESSAGE sip:room@chat.example SIP/2.0\r\n"
@@ -407,14 +395,20 @@ def test_headers_reject_injection(name: str, value: str) -> None:
 # --- responses to requests --------------------------------------------------------------
 
 
-def test_make_response_copies_headers_and_adds_to_tag() -> None:
+def reply(request: Request, status: int, reason: str, **kwargs: object) -> Response:
+    response = parse_message(response_bytes(request, status, reason, **kwargs))  # type: ignore[arg-type]
+    assert isinstance(response, Response)
+    return response
+
+
+def test_response_copies_headers_and_adds_to_tag() -> None:
     text = BASE.replace(
         "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;rport\r\n",
         "Via: SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;rport\r\n"
         "Via: SIP/2.0/TCP p;branch=z9hG4bKp\r\n",
     )
     r = req(text)
-    resp = make_response(r, 200, "OK", to_tag="tt", headers=[("Server", "me")])
+    resp = reply(r, 200, "OK", to_tag="tt", headers=[("Server", "me")])
     assert list(resp.headers) == [
         ("Via", "SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK776;rport"),
         ("Via", "SIP/2.0/TCP p;branch=z9hG4bKp"),
@@ -425,13 +419,12 @@ def test_make_response_copies_headers_and_adds_to_tag() -> None:
         ("Server", "me"),
     ]
     assert resp.body == b""
-    assert make_response(r, 100, "Trying", to_tag="tt").to_tag is None
-    assert make_response(r, 404, "Nope").to_tag  # a random tag when none is given
+    assert reply(r, 100, "Trying", to_tag="tt").to_tag is None
 
 
-def test_make_response_keeps_existing_to_tag() -> None:
+def test_response_keeps_existing_to_tag() -> None:
     r = req(BASE.replace("To: <sip:room@chat.example>", "To: <sip:room@chat.example>;tag=old"))
-    assert make_response(r, 200, "OK", to_tag="new").to_tag == "old"
+    assert reply(r, 200, "OK", to_tag="new").to_tag == "old"
 
 
 # --- received / rport -------------------------------------------------------------------

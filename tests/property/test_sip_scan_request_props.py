@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_sip_fastpath_props import NAMES, VALUES, _maybe, junk, tokens, via_values
+from test_sip_scan_response_props import NAMES, VALUES, _maybe, junk, tokens, via_values
 
 from imc_sidecar.sip.errors import ParseError
-from imc_sidecar.sip.fastrequest import scan_request
 from imc_sidecar.sip.headers import (
     NameAddr,
     Via,
@@ -16,7 +15,9 @@ from imc_sidecar.sip.headers import (
     parse_name_addr,
     parse_via,
 )
-from imc_sidecar.sip.message import Request, parse_message
+from imc_sidecar.sip.message import Request
+from imc_sidecar.sip.parse import parse_message
+from imc_sidecar.sip.scan import scan_request
 
 display_names = st.sampled_from(
     ["", '"Alice" ', '"A b" ', '""', '"x<y>" ', "sipp ", "John Doe ", "a  b ", '"q\\"" ', "é "]
@@ -147,7 +148,7 @@ def test_scan_request_agrees_with_the_parser(data: bytes) -> None:
     message = parse_message(data)  # must not raise: the scan accepted it
     assert isinstance(message, Request)
     assert scanned == message
-    assert scanned.headers._items == message.headers._items  # names as written too
+    assert scanned.headers.entries == message.headers.entries  # names as written too
     assert scanned.headers._firsts == message.headers._firsts
     for cached in ("_via", "_cseq", "_from", "_to"):
         assert getattr(scanned, cached) == getattr(message, cached)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from imc_sidecar.sip.fastpath import scan_response
-from imc_sidecar.sip.message import Response, parse_message
+from imc_sidecar.sip.message import Response
+from imc_sidecar.sip.parse import parse_message
+from imc_sidecar.sip.scan import scan_response
 
 TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 tokens = st.text(TOKEN_CHARS, min_size=1, max_size=12)

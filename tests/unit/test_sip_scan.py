@@ -3,8 +3,9 @@ from __future__ import annotations
 import pytest
 
 from imc_sidecar.sip.endpoint import EndpointConfig, IdSource, Peer, RequestCompleted, SipEndpoint
-from imc_sidecar.sip.fastpath import scan_response
-from imc_sidecar.sip.message import Response, parse_message
+from imc_sidecar.sip.message import Response
+from imc_sidecar.sip.parse import parse_message
+from imc_sidecar.sip.scan import scan_response
 
 ANSWER = (
     b"SIP/2.0 200 OK\r\n"
