@@ -1,8 +1,9 @@
-"""Wiring and lifecycle: settings → store → engine → SIP endpoint → transports.
+"""Wiring and lifecycle: settings → store → policy → SIP endpoint → transports.
 
-Everything here is glue.  The rules live in the pure cores (`sip`, `imc`); this module
-moves bytes between them, makes state changes durable before a command is answered,
-and drives the endpoint's single timer.
+Everything here is I/O and lifecycle.  The rules live in the pure cores (`sip`, `imc`,
+`policy`); one chat MESSAGE goes transport → driver (sip/driver.py) → endpoint →
+`_on_request` → policy (engine, admission) → store (when its changes must be durable
+first) → `_emit`: the reply, and the copies to the endpoint or the delivery workers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 
 from .delivery.pool import DeliveryPool
 from .history.recorder import HistoryRecorder
@@ -19,25 +20,18 @@ from .history.records import FanoutTally
 from .history.writer import HistoryWriter
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
-from .imc.outcome import ChatRequest, InviteTicket, Outcome
-from .overload import RETRY_AFTER, Admission
+from .imc.outcome import InviteTicket, Outcome
+from .policy import Admission, Decision, Lifecycle, RequestPolicy
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
 from .runtime import tune_gc
 from .settings import Settings
-from .sip.endpoint import (
-    EndpointConfig,
-    Peer,
-    RequestCompleted,
-    RequestReceived,
-    ServerHandle,
-    SipEndpoint,
-)
+from .sip.driver import Clock, EndpointDriver, EventLoopClock, Events, TransportsFactory
+from .sip.endpoint import EndpointConfig, RequestReceived, ServerHandle, SipEndpoint
 from .sip.transport import SipTransports
 from .stats import Statistics
 from .store.repository import Store
 from .store.schema import check_fits
-from .wakeup import Wakeup
 
 __all__ = ["Sidecar"]
 
@@ -45,14 +39,20 @@ log = logging.getLogger("imc_sidecar")
 
 # How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
 _STOP_GRACE = 5.0
-# Transaction timers fire up to this late, so one wake-up serves many deadlines.
-_TIMER_SLACK = 0.005
 
 
 class Sidecar:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        transports: TransportsFactory = SipTransports,
+        clock: Callable[[Callable[[], None]], Clock] = EventLoopClock,
+    ) -> None:
+        """`transports` and `clock` are the edges a wiring test replaces (an in-memory
+        wire, a hand-driven clock)."""
         self.settings = settings
-        self.engine = ImcEngine(
+        engine = ImcEngine(
             EngineConfig(
                 cmd_start_char=settings.imc_cmd_start_char,
                 hash_size=settings.hash_size,
@@ -61,8 +61,10 @@ class Sidecar:
                 admit=check_fits if settings.db_mode == 2 else None,
             )
         )
+        self.policy = RequestPolicy(
+            engine, Admission(settings.max_pending_deliveries), durable=settings.db_mode == 2
+        )
         self.store: Store | None = None
-        self.endpoint: SipEndpoint | None = None
         # Read by the RPC methods (RpcContext); the getter follows engine replacement.
         self.stats = Statistics(
             lambda: self.engine,
@@ -70,26 +72,35 @@ class Sidecar:
             lambda: 0 if self.delivery is None else self.delivery.running,
             lambda: None if self.history is None else self.history.writer,
         )
-        self.admission = Admission(settings.max_pending_deliveries)
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
-        self.transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: Wakeup | None = None
+        self.driver = EndpointDriver(self._dispatch, transports=transports, clock=clock)
         self.delivery: DeliveryPool | None = None
         self.history: HistoryRecorder | None = None
-        self._batch_now: float | None = None  # the time of the batch being read
         self._writes: set[asyncio.Task[None]] = set()
         self._resync: asyncio.Task[None] | None = None
         self._stopping = False
 
+    @property
+    def engine(self) -> ImcEngine:
+        """The live engine (replaced after a reload)."""
+        return self.policy.engine
+
+    @property
+    def endpoint(self) -> SipEndpoint | None:
+        return self.driver.endpoint
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        if self._stopping:
+            return Lifecycle.STOPPING
+        return Lifecycle.RUNNING if self._resync is None else Lifecycle.RELOADING
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wakeup = Wakeup(self._loop, self._on_timer, _TIMER_SLACK)
         # Workers start (import, bind) while the rooms load.
-        workers = self._loop.create_task(self._start_delivery())
+        workers = asyncio.get_running_loop().create_task(self._start_delivery())
         try:
             await self._load()
             await self._open_history()
@@ -97,12 +108,10 @@ class Sidecar:
             await workers
         # RPC first: once the SIP "listening on" lines are logged, everything is up.
         await self.rpc.start()
-        await self.transports.start(self.settings.sip_listen)
-        via: dict[str, tuple[str, int]] = {}
-        for bound in self.transports.bound:
-            via.setdefault(bound.transport, (bound.host, bound.port))
-        self.endpoint = SipEndpoint(
-            EndpointConfig(via_address=via, outbound_proxy=self.settings.outbound_proxy)
+        proxy = self.settings.outbound_proxy
+        await self.driver.start(
+            self.settings.sip_listen,
+            lambda via: EndpointConfig(via_address=via, outbound_proxy=proxy),
         )
         tune_gc()
 
@@ -175,58 +184,24 @@ class Sidecar:
                 "%d MESSAGEs still unanswered after %.0f s: given up, counted as failed",
                 abandoned, _STOP_GRACE,
             )
-        if self._wakeup is not None:
-            self._wakeup.cancel()
         if self.delivery is not None:
             await self.delivery.close()
-        await self.transports.close()
+        await self.driver.close()
         if self.history is not None:
             await self.history.writer.close()
         if self.store is not None:
             await self.store.close()
             self.store = None
 
-    # -- inbound -----------------------------------------------------------------------
+    # -- inbound ---------------------------------------------------------------------
 
     def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
+        return self.driver.now()
 
-    def _on_data(self, data: bytes, peer: Peer) -> None:
-        """One datagram or framed message; the transport calls `_flush` after a batch
-        (which also re-arms the timer)."""
-        endpoint = self.endpoint
-        if endpoint is None:
-            return
-        now = self._batch_now  # one clock reading serves a whole batch of datagrams
-        if now is None:
-            now = self._batch_now = self._now()
-        events = endpoint.receive(data, peer, now)
-        if events:
-            self._dispatch(events)
-            if isinstance(events[0], RequestReceived):
-                # A request's copies (and reply) leave now, not at the end of the batch:
-                # later datagrams in it must not hold up this fan-out's latency.
-                transmits = endpoint.transmits()
-                if transmits:
-                    self.transports.send_all(transmits)
-
-    def _on_transport_error(self, peer: Peer) -> None:
-        if self.endpoint is None:
-            return
-        self._dispatch(self.endpoint.transport_error(peer, self._now()))
-        self._flush()
-
-    def _on_timer(self) -> None:
-        if self.endpoint is None:
-            return
-        self._dispatch(self.endpoint.handle_timer(self._now()))
-        self._flush()
-
-    def _dispatch(self, events: Iterable[RequestReceived | RequestCompleted]) -> None:
+    def _dispatch(self, events: Events, now: float) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
-                self._on_request(event)
+                self._on_request(event, now)
                 continue
             # Every completion is for a MESSAGE we sent (chat copy, notice or invitation).
             if event.status >= 300 or event.context is not None:
@@ -247,7 +222,7 @@ class Sidecar:
             return
         self.stats.failed_deliveries += 1
         if isinstance(context, InviteTicket):
-            self._complete(self.engine.invite_failed(context, status, reason), None)
+            self._carry_out(self.policy.delivery_failed(context, status, reason), None)
 
     def _delivery_failed(self, status: int, reason: str) -> None:
         """A copy a delivery worker sent without a context failed."""
@@ -263,54 +238,27 @@ class Sidecar:
             assert self.history is not None
             self.history.answered_many(context, delivered, failed, worst, last)
         elif isinstance(context, InviteTicket) and failed:
-            self._complete(self.engine.invite_failed(context, worst, reason), None)
+            self._carry_out(self.policy.delivery_failed(context, worst, reason), None)
 
-    def _on_request(self, event: RequestReceived) -> None:
-        request = event.request
+    def _on_request(self, event: RequestReceived, now: float) -> None:
         self.stats.received_messages += 1
-        if self._resync is not None or self._stopping:
-            # Nothing may act on state that is being replaced or is about to be closed.
-            reason = "Shutting down" if self._stopping else "Reloading state, retry"
+        decision = self.policy.decide(event.request, self._pending(), self.lifecycle, now)
+        outcome = decision.outcome
+        if outcome is None:  # refused before the engine: stopping, reloading, overloaded
+            if decision.refused:
+                self.stats.refused_messages += 1
             assert self.endpoint is not None
-            self.endpoint.reply(event.handle, 503, reason, self._now())
+            self.endpoint.reply(
+                event.handle, decision.status, decision.reason, now, list(decision.headers)
+            )
             return
-        # The engine is a pure function: the backlog is the same before and after it.
-        pending = self._pending()
-        if self.admission.refusing(pending) and not self.engine.is_command(request.body):
-            # Still overloaded: refuse a text before spending anything more on it.
-            self.admission.refuse()
-            self._refuse(event.handle)
-            return
-        call_id = request.call_id
-        chat = ChatRequest(
-            request.uri, request.from_uri, call_id, request.body, request.content_type
-        )
-        try:
-            outcome = self.engine.handle(chat)
-        except Exception:  # a bug must cost one request, never the server
-            log.exception("engine failed on %s", call_id)
-            outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
-        messages = outcome.messages
-        if messages and outcome.command is None:
-            # A chat text: its copies go out only if the backlog allows (overload.py).
-            copies = sum(len(out.recipients) for out in messages)
-            if not self.admission.admit(pending, copies, self._now()):
-                self._refuse(event.handle)
-                return
         self.stats.count_command(outcome.command, outcome.rc)
-        if self.history is not None and outcome.command is None and outcome.rc == 1:
+        if decision.chat and self.history is not None:
             # An accepted text: its history row waits for every copy's final answer.
-            tally = self.history.chat(outcome, request.body, request.content_type)
+            tally = self.history.chat(outcome, event.request.body, event.request.content_type)
             self._emit(outcome, event.handle, tally)
             return
-        self._complete(outcome, event.handle)
-
-    def _refuse(self, handle: ServerHandle) -> None:
-        self.stats.refused_messages += 1
-        assert self.endpoint is not None
-        self.endpoint.reply(
-            handle, 503, "Service Unavailable", self._now(), [("Retry-After", str(RETRY_AFTER))]
-        )
+        self._carry_out(decision, event.handle)
 
     def _pending(self) -> int:
         """MESSAGEs sent and not answered yet (the overload measure)."""
@@ -321,14 +269,15 @@ class Sidecar:
 
     # -- outbound ----------------------------------------------------------------------
 
-    def _complete(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+    def _carry_out(self, decision: Decision, handle: ServerHandle | None) -> None:
         """Reply and send notices; when state changed, only after it is durable."""
-        if outcome.changes and self.store is not None:
-            task = asyncio.get_running_loop().create_task(self._commit(outcome, handle))
+        assert decision.outcome is not None
+        if decision.durable_first and self.store is not None:
+            task = asyncio.get_running_loop().create_task(self._commit(decision.outcome, handle))
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
             return
-        self._emit(outcome, handle)
+        self._emit(decision.outcome, handle)
 
     async def _commit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
         assert self.store is not None
@@ -336,16 +285,11 @@ class Sidecar:
             await self.store.apply(outcome.changes)
         except Exception as exc:
             log.error("could not store the changes of %s: %s", outcome.command, exc)
-            # Nothing is acknowledged: the caller hears of the failure, no notice claims
-            # a change the database does not hold, and memory is reloaded from it.
-            outcome = Outcome(
-                rc=-1, status=500, reason="Database error", command=outcome.command,
-                actor=outcome.actor, room=outcome.room,
-            )
-            if self._resync is None:
+            outcome = self.policy.write_failed(outcome)
+            if self._resync is None:  # Lifecycle.RELOADING until memory equals the database
                 self._resync = asyncio.get_running_loop().create_task(self._reload())
         self._emit(outcome, handle)
-        self._flush()
+        self.driver.flush()
 
     async def _reload(self) -> None:
         """Make memory equal the database again after a failed write.
@@ -366,7 +310,7 @@ class Sidecar:
                     await asyncio.sleep(1.0)
             engine = ImcEngine(self.engine.config)
             engine.load(rooms)
-            self.engine = engine
+            self.policy.reloaded(engine)
             gc.freeze()
             log.info("state reloaded from the database: %d rooms", len(rooms))
         finally:
@@ -399,15 +343,3 @@ class Sidecar:
             endpoint.reply(handle, outcome.status, outcome.reason, now)
         if self.history is not None and outcome.command is not None:
             self.history.command(outcome)  # its changes are durable, its reply has left
-
-    def _flush(self) -> None:
-        """Send what the endpoint queued and make sure its timer will run in time."""
-        self._batch_now = None
-        endpoint = self.endpoint
-        if endpoint is None:
-            return
-        transmits = endpoint.transmits()
-        if transmits:
-            self.transports.send_all(transmits)
-        assert self._wakeup is not None
-        self._wakeup.arm(endpoint.get_timer())

@@ -7,15 +7,17 @@ import sys
 
 # (stage, function names any frame may end with), first match wins.
 STAGES = [
-    ("answers: fast scan (fastpath.scan_response)", ("scan_response",)),
+    ("answers: fast scan (scan.scan_response)", ("scan_response",)),
     ("sendto, one per copy (transport.send_all)", ("send_all",)),
     ("fan-out: template fill + client transactions", ("send_many",)),
-    ("request: parse + server transaction", ("parse_message", "SipEndpoint._on_request")),
+    ("request: parse + server transaction",
+     ("parse_message", "scan_request", "SipEndpoint._on_request")),
     ("engine (commands, chat)", ("ImcEngine.handle",)),
     ("reply to the sender", ("SipEndpoint.reply",)),
     ("answers: transaction match + completion", ("client_response",)),
     ("timers", ("handle_timer", "next_deadline", "get_timer")),
-    ("app glue (dispatch, admission, stats)", ("_dispatch", "_on_data")),
+    ("app glue and policy (driver, dispatch, admission, stats)",
+     ("_dispatch", "on_data", "RequestPolicy.decide")),
     ("recvfrom + read loop (transport._read_ready)", ("_read_ready",)),
 ]
 

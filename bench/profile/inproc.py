@@ -1,9 +1,9 @@
 """In-process fan-out cost without sockets: the Python work per delivery.
 
-Drives a real `Sidecar` (db_mode 0) with its transports replaced by a list: each room
-MESSAGE goes through endpoint → engine → fan-out, then every copy is answered 200 by
-feeding the answer back in.  Prints µs of CPU per delivery; `--profile` runs
-pyinstrument over it.
+Drives a real `Sidecar` (db_mode 0) on the in-memory wire and clock of
+`imc_sidecar.sip.memory`: each room MESSAGE goes through driver → endpoint → policy →
+engine → fan-out, then every copy is answered 200 by feeding the answer back in.
+Prints µs of CPU per delivery; `--profile` runs pyinstrument over it.
 
     .venv/bin/python bench/profile/inproc.py --rooms 10 --members 10 --messages 3000
 """
@@ -15,9 +15,9 @@ import asyncio
 import time
 
 from imc_sidecar.app import Sidecar
-from imc_sidecar.settings import Settings
-from imc_sidecar.sip.endpoint import EndpointConfig, Peer, SipEndpoint, Transmit
-from imc_sidecar.wakeup import Wakeup
+from imc_sidecar.settings import Listen, Settings
+from imc_sidecar.sip.endpoint import Peer
+from imc_sidecar.sip.memory import ManualClock, MemoryWire
 
 SENDER = Peer("udp", ("127.0.0.1", 40000))
 
@@ -40,19 +40,6 @@ def answer(data: bytes) -> bytes:
     return b"\r\n".join([b"SIP/2.0 200 OK", *keep, b"Content-Length: 0", b"", b""])
 
 
-class Wire:
-    def __init__(self) -> None:
-        self.sent: list[Transmit] = []
-        self.bound: list[object] = []
-        self.queued_bytes = 0
-
-    def send(self, transmit: Transmit) -> None:
-        self.sent.append(transmit)
-
-    def send_all(self, transmits: list[Transmit]) -> None:
-        self.sent.extend(transmits)
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rooms", type=int, default=10)
@@ -61,25 +48,28 @@ async def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--repeat", type=int, default=3, help="passes; the fastest is shown")
     args = ap.parse_args()
-    sidecar = Sidecar(Settings(db_mode=0))
-    sidecar._loop = asyncio.get_running_loop()
-    sidecar._wakeup = Wakeup(sidecar._loop, sidecar._on_timer, 0.005)
-    wire = Wire()
-    sidecar.transports = wire  # type: ignore[assignment]
-    sidecar.endpoint = SipEndpoint(EndpointConfig(via_address={"udp": ("127.0.0.1", 5090)}))
+    settings = Settings(
+        db_mode=0, sip_listen=(Listen("udp", "127.0.0.1", 5090),), rpc_http=(),
+        rpc_dgram=(), rpc_binrpc=(), history=False,
+    )
+    sidecar = Sidecar(settings, transports=MemoryWire, clock=ManualClock)
+    await sidecar.start()
+    driver = sidecar.driver
+    wire = driver.transports
+    assert isinstance(wire, MemoryWire)
     members = [(f"u{m}", f"127.77.{r}.{m + 1}", f"room{r}")
                for r in range(args.rooms) for m in range(args.members)]
 
     def deliver(data: bytes) -> None:
-        sidecar._on_data(data, SENDER)
-        sidecar._flush()
+        driver.on_data(data, SENDER)
+        driver.flush()
 
     def answer_all() -> int:
         sent, wire.sent = wire.sent, []
         for transmit in sent:
             if transmit.data.startswith(b"MESSAGE"):
-                sidecar._on_data(answer(transmit.data), Peer("udp", transmit.peer.address))
-        sidecar._flush()
+                driver.on_data(answer(transmit.data), Peer("udp", transmit.peer.address))
+        driver.flush()
         return sum(1 for t in sent if t.data.startswith(b"MESSAGE"))
 
     for i, (user, host, room) in enumerate(members):
@@ -106,8 +96,8 @@ async def main() -> None:
             if profiler is not None:
                 profiler.start()
             t0 = clock()
-            sidecar._on_data(data, SENDER)
-            sidecar._flush()
+            driver.on_data(data, SENDER)
+            driver.flush()
             spent = clock() - t0
             cpu += spent
             cpu_requests += spent
@@ -120,8 +110,8 @@ async def main() -> None:
                 profiler.start()
             t0 = clock()
             for reply, peer in answers:
-                sidecar._on_data(reply, peer)
-            sidecar._flush()
+                driver.on_data(reply, peer)
+            driver.flush()
             cpu += clock() - t0
             if profiler is not None:
                 profiler.stop()
@@ -134,6 +124,7 @@ async def main() -> None:
     if profiler is not None:
         print(profiler.output_text(unicode=True, color=False, show_all=False))
     failed = sidecar.stats.failed_deliveries
+    assert sidecar.endpoint is not None
     print(f"{deliveries} deliveries, {cpu * 1e6 / deliveries:.1f} µs CPU each, "
           f"({cpu_requests * 1e6 / deliveries:.1f} on the request and fan-out, the rest "
           f"on the answers), pending {sidecar.endpoint.pending_requests}, failed {failed}")

@@ -32,22 +32,15 @@ import time
 from collections.abc import Sequence
 
 from ..runtime import loop_factory, tune_gc
-from ..sip.endpoint import (
-    EndpointConfig,
-    Peer,
-    RequestCompleted,
-    RequestReceived,
-    SipEndpoint,
-)
-from ..sip.transport import Listen, SipTransports
-from ..wakeup import Wakeup
+from ..sip.driver import EndpointDriver, Events
+from ..sip.endpoint import EndpointConfig, RequestReceived
+from ..sip.transport import Listen
 from .wire import MAX_RECORD, Finished, WireError, decode_job, encode_hello, encode_report
 
 __all__ = ["DeliveryWorker", "main"]
 
 log = logging.getLogger("imc_sidecar.delivery")
 
-_TIMER_SLACK = 0.005  # as in the sidecar: one wake-up serves a fan-out's deadlines
 _JOBS_PER_WAKEUP = 64
 _OUTCOMES_PER_REPORT = 2_000  # about 60 KB of report
 
@@ -74,9 +67,7 @@ class DeliveryWorker:
         self._port = port
         self._outbound_proxy = outbound_proxy
         self._loop = asyncio.get_running_loop()
-        self._transports = SipTransports(self._on_data, self._on_transport_error, self._flush)
-        self._endpoint: SipEndpoint | None = None
-        self._wakeup = Wakeup(self._loop, self._on_timer, _TIMER_SLACK)
+        self._driver = EndpointDriver(self._record, after_flush=self._report)
         self._buffer = bytearray(MAX_RECORD)
         self._answered = 0  # copies without a token answered 2xx, not reported yet
         self._failures: list[tuple[int, str]] = []  # copies without a token that failed
@@ -84,24 +75,20 @@ class DeliveryWorker:
         self._finished: list[Finished] = []
         self._report_blocked = False
         self._closed = self._loop.create_future()
-        self._batch_now: float | None = None
 
     async def run(self) -> None:
+        proxy = self._outbound_proxy
         try:
-            await self._transports.start(
-                [Listen("udp", self._host, self._port)], announce=False
+            await self._driver.start(
+                [Listen("udp", self._host, self._port)],
+                lambda via: EndpointConfig(via_address=via, outbound_proxy=proxy),
+                announce=False,
             )
         except OSError as exc:
             # One line the operator can act on; the sidecar reports the exit.
             log.error("cannot send from udp:%s:%d: %s", self._host, self._port, exc.strerror)
             raise SystemExit(1) from None
-        bound = self._transports.bound[0]
-        self._endpoint = SipEndpoint(
-            EndpointConfig(
-                via_address={"udp": (bound.host, bound.port)},
-                outbound_proxy=self._outbound_proxy,
-            )
-        )
+        bound = self._driver.transports.bound[0]
         self._channel.setblocking(False)
         self._channel.send(encode_hello(bound.host, bound.port))
         self._loop.add_reader(self._channel.fileno(), self._on_jobs)
@@ -110,17 +97,17 @@ class DeliveryWorker:
             await self._closed
         finally:
             self._loop.remove_reader(self._channel.fileno())
-            self._wakeup.cancel()
-            await self._transports.close()
+            await self._driver.close()
             self._channel.close()
 
     # -- from the sidecar ----------------------------------------------------------------
 
     def _on_jobs(self) -> None:
-        endpoint = self._endpoint
+        driver = self._driver
+        endpoint = driver.endpoint
         assert endpoint is not None
         view = memoryview(self._buffer)
-        now = self._loop.time()
+        now = driver.now()
         try:
             for _ in range(_JOBS_PER_WAKEUP):
                 try:
@@ -144,47 +131,19 @@ class DeliveryWorker:
                 endpoint.send_many(
                     job.recipients, job.from_uri, job.body, job.headers, job.token, now
                 )
-                # Each fan-out leaves at once, as in the sidecar (latency).
-                transmits = endpoint.transmits()
-                if transmits:
-                    self._transports.send_all(transmits)
+                driver.send_queued()  # each fan-out leaves at once, as in the sidecar
         finally:
             view.release()
-            self._flush()
+            driver.flush()
 
-    # -- from the network ------------------------------------------------------------------
+    # -- from the network (the driver calls this) ------------------------------------------
 
-    def _on_data(self, data: bytes, peer: Peer) -> None:
-        endpoint = self._endpoint
-        if endpoint is None:
-            return
-        now = self._batch_now
-        if now is None:
-            now = self._batch_now = self._loop.time()
-        events = endpoint.receive(data, peer, now)
-        if events:
-            self._record(events, now)
-
-    def _on_transport_error(self, peer: Peer) -> None:
-        if self._endpoint is not None:
-            self._record(self._endpoint.transport_error(peer, self._loop.time()), None)
-            self._flush()
-
-    def _on_timer(self) -> None:
-        if self._endpoint is not None:
-            self._record(self._endpoint.handle_timer(self._loop.time()), None)
-            self._flush()
-
-    def _record(
-        self, events: Sequence[RequestReceived | RequestCompleted], now: float | None
-    ) -> None:
+    def _record(self, events: Events, now: float) -> None:
         for event in events:
             if isinstance(event, RequestReceived):
                 # Requests belong on the sidecar's listening port, not on this one.
-                assert self._endpoint is not None
-                self._endpoint.reply(
-                    event.handle, 403, "Delivery Port", now or self._loop.time()
-                )
+                assert self._driver.endpoint is not None
+                self._driver.endpoint.reply(event.handle, 403, "Delivery Port", now)
                 continue
             token = event.context if isinstance(event.context, int) else 0
             tally = self._tokens.get(token) if token else None
@@ -206,18 +165,7 @@ class DeliveryWorker:
                 self._finished.append((token, tally.delivered, tally.failed, tally.worst,
                                        tally.reason, time.monotonic()))
 
-    # -- to the sidecar and the network ------------------------------------------------------
-
-    def _flush(self) -> None:
-        self._batch_now = None
-        endpoint = self._endpoint
-        if endpoint is None:
-            return
-        transmits = endpoint.transmits()
-        if transmits:
-            self._transports.send_all(transmits)
-        self._report()
-        self._wakeup.arm(endpoint.get_timer())
+    # -- to the sidecar (after each flush) ---------------------------------------------------
 
     def _report(self) -> None:
         while not self._report_blocked and (self._answered or self._failures or self._finished):

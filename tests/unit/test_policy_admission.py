@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imc_sidecar.overload import Admission, AdmissionReport
+from imc_sidecar.policy.admission import Admission, AdmissionReport
 
 
 def test_no_limit_admits_everything() -> None:

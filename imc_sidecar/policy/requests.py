@@ -1,0 +1,121 @@
+"""The request policy: what the sidecar does with one MESSAGE, decided without I/O.
+
+This is the part of Kamailio's `imc_manager()` that is not the chat engine: whether the
+sidecar takes requests at all right now (not while stopping or reloading), overload
+admission (admission.py), handing the request to the engine (a bug in it costs one
+500, never the server), and what a failed database write means.  It takes the parsed
+request, the backlog of unanswered MESSAGEs, the lifecycle state and `now`, and returns
+a `Decision`: the reply, and with it the engine's outcome (the changes to make durable
+and the copies to send).  The app carries decisions out; it decides nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from ..imc.engine import ImcEngine
+from ..imc.outcome import ChatRequest, InviteTicket, Outcome
+from ..sip.message import Request
+from .admission import RETRY_AFTER, Admission
+
+__all__ = ["Decision", "Lifecycle", "RequestPolicy"]
+
+log = logging.getLogger("imc_sidecar")
+
+
+class Lifecycle(enum.Enum):
+    RUNNING = "running"
+    RELOADING = "reloading"  # memory is being made equal to the database again
+    STOPPING = "stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The reply to one request and, when the engine ran, its outcome.
+
+    `outcome.changes` must be durable before the reply and the copies leave when
+    `durable_first` is set; `outcome.messages` are the copies to send.  `chat` marks an
+    accepted chat text (its copies' answers make its history row); `refused` a chat text
+    turned away by admission.
+    """
+
+    status: int
+    reason: str
+    outcome: Outcome | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    durable_first: bool = False
+    chat: bool = False
+    refused: bool = False
+
+
+_SHUTTING_DOWN = Decision(503, "Shutting down")
+_RELOADING = Decision(503, "Reloading state, retry")
+_OVERLOADED = Decision(
+    503, "Service Unavailable", headers=(("Retry-After", str(RETRY_AFTER)),), refused=True
+)
+_DATABASE_ERROR = "Database error"
+
+
+class RequestPolicy:
+    def __init__(self, engine: ImcEngine, admission: Admission, durable: bool) -> None:
+        """`durable`: changes are written through to a database (db_mode 2)."""
+        self.engine = engine  # replaced after a reload (`reloaded`)
+        self.admission = admission
+        self.durable = durable
+
+    def decide(
+        self, request: Request, pending: int, lifecycle: Lifecycle, now: float
+    ) -> Decision:
+        """The decision for one new MESSAGE, with `pending` MESSAGEs unanswered."""
+        if lifecycle is not Lifecycle.RUNNING:
+            # Nothing may act on state that is being replaced or is about to be closed.
+            return _SHUTTING_DOWN if lifecycle is Lifecycle.STOPPING else _RELOADING
+        engine = self.engine
+        admission = self.admission
+        body = request.body
+        # The engine is a pure function: the backlog is the same before and after it.
+        if admission.refusing(pending) and not engine.is_command(body):
+            # Still overloaded: refuse a text before spending anything more on it.
+            admission.refuse()
+            return _OVERLOADED
+        chat = ChatRequest(
+            request.uri, request.from_uri, request.call_id, body, request.content_type
+        )
+        try:
+            outcome = engine.handle(chat)
+        except Exception:  # a bug must cost one request, never the server
+            log.exception("engine failed on %s", chat.call_id)
+            outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
+        messages = outcome.messages
+        if messages and outcome.command is None:
+            # A chat text: its copies go out only if the backlog allows.
+            copies = sum(len(out.recipients) for out in messages)
+            if not admission.admit(pending, copies, now):
+                return _OVERLOADED
+        return self._decision(outcome, chat=outcome.command is None and outcome.rc == 1)
+
+    def delivery_failed(self, ticket: InviteTicket, status: int, reason: str) -> Decision:
+        """An invitation's MESSAGE ended with `status` >= 300: the engine drops the
+        invitee; the decision has no reply to give (nobody waits for one)."""
+        return self._decision(self.engine.invite_failed(ticket, status, reason))
+
+    def write_failed(self, outcome: Outcome) -> Outcome:
+        """What the sender hears when `outcome`'s changes could not be stored: nothing
+        is acknowledged, no notice claims a change the database does not hold, and
+        memory is to be reloaded from the database (`Lifecycle.RELOADING`)."""
+        return Outcome(
+            rc=-1, status=500, reason=_DATABASE_ERROR, command=outcome.command,
+            actor=outcome.actor, room=outcome.room,
+        )
+
+    def reloaded(self, engine: ImcEngine) -> None:
+        """Memory equals the database again, in this engine."""
+        self.engine = engine
+
+    def _decision(self, outcome: Outcome, chat: bool = False) -> Decision:
+        return Decision(
+            outcome.status, outcome.reason, outcome,
+            durable_first=self.durable and bool(outcome.changes), chat=chat,
+        )

@@ -1,0 +1,126 @@
+"""The request policy without sockets: parsed requests in, decisions out, time passed in."""
+
+from __future__ import annotations
+
+import pytest
+
+from imc_sidecar.imc.engine import EngineConfig, ImcEngine
+from imc_sidecar.imc.outcome import ChatRequest, InviteTicket, Outcome
+from imc_sidecar.policy import Admission, Lifecycle, RequestPolicy
+from imc_sidecar.sip.message import Request
+from imc_sidecar.sip.parse import parse_message
+
+ROOM = "sip:chat-1@chat.example"
+RUNNING = Lifecycle.RUNNING
+
+
+def request(user: str, body: str, uri: str = ROOM) -> Request:
+    data = (
+        f"MESSAGE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"
+        f"From: <sip:{user}@example.com>;tag=1\r\nTo: <{uri}>\r\nCall-ID: c-{user}\r\n"
+        f"CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+    parsed = parse_message(data)
+    assert isinstance(parsed, Request)
+    return parsed
+
+
+def policy(limit: int = 0, durable: bool = True) -> RequestPolicy:
+    return RequestPolicy(ImcEngine(EngineConfig()), Admission(limit), durable)
+
+
+def room_with(p: RequestPolicy, *users: str) -> None:
+    """A room whose owner is the first user and whose members are the others."""
+    for i, name in enumerate(users):
+        body = "#create" if i == 0 else "#join"
+        p.engine.handle(ChatRequest(ROOM, f"sip:{name}@example.com", "c", body.encode(), None))
+
+
+def test_a_command_that_changes_state_is_made_durable_first() -> None:
+    decision = policy().decide(request("alice", "#create"), 0, RUNNING, 0.0)
+    assert (decision.status, decision.reason) == (200, "OK")
+    assert decision.outcome is not None and decision.outcome.changes
+    assert decision.durable_first and not decision.chat
+    # Without a database (db_mode 0) nothing waits for a write.
+    assert not policy(durable=False).decide(
+        request("alice", "#create"), 0, RUNNING, 0.0
+    ).durable_first
+
+
+def test_a_chat_text_is_sent_at_once_and_marked_for_its_history_row() -> None:
+    p = policy()
+    room_with(p, "alice", "bob", "carol")
+    decision = p.decide(request("alice", "hi"), 0, RUNNING, 0.0)
+    assert decision.chat and not decision.durable_first
+    assert decision.outcome is not None
+    [copies] = decision.outcome.messages
+    assert set(copies.recipients) == {"sip:bob@example.com", "sip:carol@example.com"}
+
+
+@pytest.mark.parametrize(
+    ("lifecycle", "reason"),
+    [(Lifecycle.STOPPING, "Shutting down"), (Lifecycle.RELOADING, "Reloading state, retry")],
+)
+def test_nothing_reaches_the_engine_unless_running(lifecycle: Lifecycle, reason: str) -> None:
+    p = policy()
+    decision = p.decide(request("alice", "#create"), 0, lifecycle, 0.0)
+    assert (decision.status, decision.reason, decision.outcome) == (503, reason, None)
+    assert not decision.refused  # not an overload refusal: not counted as one
+    assert p.engine.find_room(ROOM) is None
+
+
+def test_overload_refuses_texts_with_retry_after_and_still_serves_commands() -> None:
+    p = policy(limit=2)
+    room_with(p, "alice", "bob", "carol")
+    assert p.decide(request("alice", "one"), 0, RUNNING, 1.0).chat  # 2 copies: at the limit
+    refused = p.decide(request("alice", "two"), 2, RUNNING, 2.0)
+    assert (refused.status, refused.headers, refused.refused) == (
+        503, (("Retry-After", "1"),), True,
+    )
+    # Still above the resume mark: refused before the engine even looks at the text.
+    assert p.decide(request("bob", "three"), 2, RUNNING, 3.0).refused
+    assert p.decide(request("dave", "#join"), 2, RUNNING, 3.0).status == 200
+    assert p.decide(request("alice", "four"), 0, RUNNING, 4.0).chat  # drained: resumed
+    assert p.admission.refused == 2
+
+
+def test_an_engine_fault_costs_one_500_not_the_server() -> None:
+    p = policy()
+
+    def broken(chat: ChatRequest) -> Outcome:
+        raise RuntimeError("bug")
+
+    p.engine.handle = broken  # type: ignore[method-assign]
+    decision = p.decide(request("alice", "#create"), 0, RUNNING, 0.0)
+    assert (decision.status, decision.reason) == (500, "Internal Server Error")
+    assert decision.outcome is not None and not decision.outcome.changes
+
+
+def test_a_failed_write_acknowledges_nothing() -> None:
+    p = policy()
+    decision = p.decide(request("alice", "#create"), 0, RUNNING, 0.0)
+    assert decision.outcome is not None
+    failed = p.write_failed(decision.outcome)
+    assert (failed.rc, failed.status, failed.reason) == (-1, 500, "Database error")
+    assert failed.changes == [] and failed.messages == []
+    assert (failed.command, failed.actor, failed.room) == (
+        decision.outcome.command, decision.outcome.actor, decision.outcome.room,
+    )
+
+
+def test_a_failed_invitation_goes_back_to_the_engine() -> None:
+    p = policy()
+    room_with(p, "alice")
+    p.decide(request("alice", "#invite sip:bob@example.com"), 0, RUNNING, 0.0)
+    ticket = InviteTicket(ROOM, "sip:bob@example.com", "sip:alice@example.com")
+    decision = p.delivery_failed(ticket, 404, "Not Found")
+    assert decision.outcome is not None and decision.outcome.changes  # bob is dropped
+    assert decision.durable_first
+
+
+def test_reloaded_replaces_the_engine() -> None:
+    p = policy()
+    fresh = ImcEngine(EngineConfig())
+    p.reloaded(fresh)
+    assert p.engine is fresh

@@ -1,0 +1,173 @@
+"""The whole sidecar in one process: real app, policy, engine, endpoint and store, with an
+in-memory wire for the sockets and a hand-driven clock (sip/memory.py), as aioquic tests
+its connection glue.  What these check is the wiring: which event leads where, in what
+order, and what the app does with each decision."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from imc_sidecar.app import Sidecar
+from imc_sidecar.settings import Listen, Settings
+from imc_sidecar.sip.endpoint import Peer, Transmit
+from imc_sidecar.sip.memory import ManualClock, MemoryWire
+from imc_sidecar.sip.message import Request, Response
+from imc_sidecar.sip.parse import parse_message
+from imc_sidecar.sip.replies import response_bytes
+
+ROOM = "sip:chat-1@chat.example"
+SIDECAR = Listen("udp", "127.0.0.1", 5090)
+
+
+def user(name: str) -> Peer:
+    return Peer("udp", (f"192.0.2.{ord(name[0]) - 96}", 5060))
+
+
+def message(name: str, body: str, n: int, uri: str = ROOM) -> tuple[bytes, Peer]:
+    peer = user(name)
+    host = peer.address[0]
+    data = (
+        f"MESSAGE {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP {host}:5060;branch=z9hG4bK-{name}-{n}\r\n"
+        f"From: <sip:{name}@{host}>;tag={n}\r\nTo: <{uri}>\r\n"
+        f"Call-ID: {name}-{n}\r\nCSeq: {n} MESSAGE\r\nMax-Forwards: 70\r\n"
+        f"Content-Type: text/plain\r\nContent-Length: {len(body.encode())}\r\n\r\n{body}"
+    ).encode()
+    return data, peer
+
+
+class Rig:
+    """A started sidecar on the wire, and helpers to talk to it."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        wire = sidecar.driver.transports
+        assert isinstance(wire, MemoryWire)
+        self.wire = wire
+        clock = sidecar.driver._clock
+        assert isinstance(clock, ManualClock)
+        self.clock = clock
+        self.n = 0
+
+    def send(self, name: str, body: str, uri: str = ROOM) -> None:
+        self.n += 1
+        self.wire.deliver(message(name, body, self.n, uri))
+
+    def replies(self, sent: list[Transmit]) -> list[Response]:
+        out = [parse_message(t.data) for t in sent if t.data.startswith(b"SIP/2.0")]
+        return [r for r in out if isinstance(r, Response)]
+
+    def requests(self, sent: list[Transmit]) -> list[Request]:
+        out = [parse_message(t.data) for t in sent if t.data.startswith(b"MESSAGE")]
+        return [r for r in out if isinstance(r, Request)]
+
+    def answer(self, sent: list[Transmit], status: int = 200) -> None:
+        """Every MESSAGE in `sent` answered by its recipient, in one batch."""
+        answers = []
+        for transmit in sent:
+            request = parse_message(transmit.data)
+            if isinstance(request, Request):
+                answers.append((response_bytes(request, status, "X", to_tag="m"), transmit.peer))
+        self.wire.deliver(*answers)
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'imc.sqlite'}", sip_listen=(SIDECAR,),
+        rpc_http=(), rpc_dgram=(), rpc_binrpc=(), history=False, max_pending_deliveries=4,
+    )
+    sidecar = Sidecar(settings, transports=MemoryWire, clock=ManualClock)
+    await sidecar.start()
+    rig = Rig(sidecar)
+    yield rig
+    rig.clock.advance(64.0)  # every transaction still open times out: nothing to wait for
+    await sidecar.stop()
+
+
+async def _settle(rig: Rig) -> None:
+    """Let the write-through tasks finish (the database is real)."""
+    for task in list(rig.sidecar._writes):
+        await task
+
+
+async def _room(rig: Rig, owner: str, *members: str) -> None:
+    """chat-1 created by `owner`, joined by `members`, every notice answered."""
+    for name, body in [(owner, "#create"), *((m, "#join") for m in members)]:
+        rig.send(name, body)
+        await _settle(rig)
+        rig.answer(rig.wire.take())
+
+
+async def test_a_command_is_answered_only_once_its_change_is_durable(
+    rig: Rig, tmp_path: Path
+) -> None:
+    rig.send("alice", "#create")
+    assert rig.wire.take() == []  # nothing leaves before the room is stored
+    await _settle(rig)
+    sent = rig.wire.take()
+    [reply] = rig.replies(sent)
+    assert (reply.status, reply.reason) == (200, "OK")
+    [notice] = rig.requests(sent)
+    assert notice.body == b"*** Room was created" and notice.uri == "sip:alice@192.0.2.1"
+    rooms = sqlite3.connect(tmp_path / "imc.sqlite").execute("SELECT name FROM imc_rooms")
+    assert rooms.fetchall() == [("chat-1",)]
+
+
+async def test_a_chat_text_fans_out_at_once_and_its_answers_end_the_transactions(
+    rig: Rig,
+) -> None:
+    await _room(rig, "alice", "bob")
+    assert rig.sidecar.endpoint is not None and rig.sidecar.endpoint.pending_requests == 0
+    rig.send("alice", "hello")
+    sent = rig.wire.take()  # no database write: the copies and the reply leave at once
+    [reply] = rig.replies(sent)
+    assert reply.status == 200
+    [copy] = rig.requests(sent)
+    assert (copy.uri, copy.body) == ("sip:bob@192.0.2.2", b"[alice]: hello")
+    assert copy.headers.get("In-Reply-To") == "alice-3"  # the text's Call-ID
+    assert rig.sidecar.endpoint.pending_requests == 1
+    rig.answer(sent)
+    assert rig.sidecar.endpoint.pending_requests == 0
+    assert rig.sidecar.stats.failed_deliveries == 0
+
+
+async def test_an_unanswered_copy_is_retransmitted_on_the_clock_then_counted_failed(
+    rig: Rig,
+) -> None:
+    await _room(rig, "alice", "bob")
+    rig.send("alice", "anyone?")
+    [copy] = rig.requests(rig.wire.take())
+    rig.clock.advance(0.5)  # Timer E: T1
+    assert [t.data for t in rig.wire.take()] == [copy.to_bytes()]
+    rig.clock.advance(32.0)  # Timer F
+    assert rig.sidecar.stats.failed_deliveries == 1
+    assert rig.sidecar.endpoint is not None and rig.sidecar.endpoint.pending_requests == 0
+
+
+async def test_overload_refuses_chat_with_503_and_retry_after_but_never_commands(
+    rig: Rig,
+) -> None:
+    await _room(rig, "alice", "bob", "carol", "dave")
+    rig.send("alice", "one")  # 3 copies unanswered: under the limit of 4
+    rig.wire.take()
+    rig.send("alice", "two")  # 3 more would pass it
+    [refusal] = rig.replies(rig.wire.take())
+    assert (refusal.status, refusal.headers.get("Retry-After")) == (503, "1")
+    rig.send("eve", "#join")  # a command is served while overloaded
+    await _settle(rig)
+    replies = rig.replies(rig.wire.take())
+    assert [r.status for r in replies] == [200]
+    assert rig.sidecar.stats.refused_messages == 1
+
+
+async def test_a_stopping_sidecar_answers_503_shutting_down(rig: Rig) -> None:
+    rig.sidecar._stopping = True
+    rig.send("alice", "#create")
+    [reply] = rig.replies(rig.wire.take())
+    assert (reply.status, reply.reason) == (503, "Shutting down")
+    rig.sidecar._stopping = False
