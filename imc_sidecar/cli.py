@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .demo.cli import add_demo_arguments, run_demo_command
-from .rpc.client_cli import add_rpc_arguments, run_rpc
+from .rpc.caller_cli import add_rpc_arguments, run_rpc
 from .runtime import loop_factory
 from .settings import Settings, SettingsError, add_arguments, load_settings
 
@@ -55,6 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "serve":
+        from .preflight import listen_problems
+
+        problems = listen_problems(settings)
+        for problem in problems:
+            print(f"imc-sidecar: {problem}", file=sys.stderr)
+        if problems:
+            return 2
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         if args.command == "serve":
             return runner.run(_serve(settings))

@@ -150,9 +150,21 @@ def test_tcp_framing_split_and_pipelined_and_keepalive(sidecar: SidecarProcess) 
             data += chunk
 
 
-def test_bad_setting_stops_startup_with_one_clear_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("flag", "value", "named", "says"),
+    [
+        ("--hash-size", "banana", "hash_size", "integer"),
+        # A header name that is an HTTP token but not a SIP one: once accepted here, every
+        # notice carrying it was refused "400 Malformed header line" by the sidecar's own
+        # parser (and by a front proxy).
+        ("--extra-hdrs", "X|Y: 1", "extra_hdrs", "'X|Y' is not a valid SIP header name"),
+    ],
+)
+def test_bad_setting_stops_startup_with_one_clear_line(
+    tmp_path: Path, flag: str, value: str, named: str, says: str
+) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "imc_sidecar", "serve", "--hash-size", "banana"],
+        [sys.executable, "-m", "imc_sidecar", "serve", flag, value],
         capture_output=True,
         text=True,
         timeout=30,
@@ -160,8 +172,40 @@ def test_bad_setting_stops_startup_with_one_clear_line(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert "hash_size" in lines[0]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{named}: ") or f" {named}: " in lines[0], lines[0]
+    assert says in lines[0]
+    assert not (tmp_path / "imc-sidecar.sqlite").exists()  # refused before anything started
+
+
+def test_every_listen_address_is_checked_before_anything_starts(tmp_path: Path) -> None:
+    """A unix socket in a missing folder and a port already taken are each named by
+    their setting, on one line each, and nothing starts listening."""
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        busy = taken.getsockname()[1]
+        missing = tmp_path / "no-such-folder" / "ctl.sock"
+        result = subprocess.run(
+            [sys.executable, "-m", "imc_sidecar", "serve",
+             "--sip-listen", f"udp:127.0.0.1:{free_port()}",
+             "--rpc-http", f"127.0.0.1:{busy}", "--rpc-dgram", "",
+             "--rpc-binrpc", f"unix:{missing}"],
+            capture_output=True, text=True, timeout=30, cwd=tmp_path,
+        )
+    finally:
+        taken.close()
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"imc-sidecar: rpc_http: cannot listen on tcp:127.0.0.1:{busy}: ")
+    assert lines[1] == (
+        f"imc-sidecar: rpc_binrpc: cannot listen on unix:{missing}: the folder "
+        f"{missing.parent} does not exist (create it first)"
+    )
+    assert not (tmp_path / "imc-sidecar.sqlite").exists()
 
 
 @pytest.mark.parametrize("workers", ["0", "1"])
