@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm  # type: ignore[import-untyped]
 
-from ..rpc.client import RpcClientError, call
+from ..rpc.caller import RpcClientError, call
 from ..sip.message import Request
 from .agent import BindError, Phone, Reply, open_phones
 from .scenario import Scenario, ScenarioConfig, build_scenario

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from imc_sidecar.rpc import binrpc, client
+from imc_sidecar.rpc import binrpc, caller
 from imc_sidecar.rpc.binrpc import start_binrpc_server
 from imc_sidecar.rpc.binrpc_codec import (
     PacketReader,
@@ -244,11 +244,11 @@ async def test_interactive_mode_reuses_one_connection(
 
 
 async def test_our_client_over_binrpc(tcp_server: str) -> None:
-    result = await asyncio.to_thread(client.call, tcp_server, "t.echo", [1, -2.5, "s"])
+    result = await asyncio.to_thread(caller.call, tcp_server, "t.echo", [1, -2.5, "s"])
     assert result.values == [1, -2.5, "s"] and result.fault is None
-    result = await asyncio.to_thread(client.call, tcp_server, "t.fault", [])
+    result = await asyncio.to_thread(caller.call, tcp_server, "t.fault", [])
     assert result.fault == (500, "Room not found")
-    result = await asyncio.to_thread(client.call, tcp_server, "t.members", [])
+    result = await asyncio.to_thread(caller.call, tcp_server, "t.members", [])
     assert result.json is not None
 
 

@@ -128,10 +128,18 @@ def test_bad_databases_and_settings(tmp_path: Path) -> None:
         Client(page_size=0)
 
 
-def test_the_server_never_imports_pandas() -> None:
-    code = ("import sys, imc_sidecar.cli, imc_sidecar.app, imc_sidecar.rpc.methods; "
-            "sys.exit(sorted(m for m in ('pandas', 'tqdm', 'imc_sidecar.client') "
-            "if m in sys.modules) or 0)")
+@pytest.mark.parametrize(
+    ("imports", "absent"),
+    [
+        ("imc_sidecar.cli, imc_sidecar.app, imc_sidecar.rpc.methods",
+         ("pandas", "tqdm", "imc_sidecar.client")),
+        # The package's public API loads the client and the app only when asked for.
+        ("imc_sidecar", ("pandas", "imc_sidecar.client", "imc_sidecar.app")),
+    ],
+)
+def test_the_server_never_imports_pandas(imports: str, absent: tuple[str, ...]) -> None:
+    code = (f"import sys, {imports}; "
+            f"sys.exit(sorted(m for m in {absent!r} if m in sys.modules) or 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -1,4 +1,5 @@
-"""The JSON-RPC transports in-process: HTTP, datagrams (UDP, unix), FIFO, and together."""
+"""The JSON-RPC transports in-process, over real sockets and FIFOs: HTTP, datagrams
+(UDP, unix), FIFO, and all of them together."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from fifo_client import fifo_call
 from rpc_support import ROOMS, Context
 
 from imc_sidecar.rpc.datagram import MAX_DATAGRAM, start_datagram_server
-from imc_sidecar.rpc.fifo import DocumentFramer, FifoServer
+from imc_sidecar.rpc.fifo import FifoServer
 from imc_sidecar.rpc.http import MAX_BODY, make_app
 from imc_sidecar.rpc.methods import build_registry
 from imc_sidecar.rpc.server import RpcServers
@@ -21,30 +23,6 @@ from imc_sidecar.settings import RpcAddress, Settings
 REGISTRY = build_registry()
 VERSION = b'{"jsonrpc":"2.0","method":"core.version","id":1}'
 TOKEN = "0123456789abcdef0123"
-
-
-# -- FIFO framing ---------------------------------------------------------------------
-
-
-def test_framer_splits_on_balanced_braces_outside_strings() -> None:
-    framer = DocumentFramer()
-    assert framer.feed(b'{"a": "}{\\"}", "b": {"c": 1}}\n{"d"') == [
-        b'{"a": "}{\\"}", "b": {"c": 1}}'
-    ]
-    assert framer.feed(b': 2}\r\n') == [b'{"d": 2}']
-    # kamctl monitor writes multi-line documents; bytes arrive one at a time here
-    text = b'{\n  "jsonrpc": "2.0",\n  "method": "core.uptime"\n}\n'
-    out: list[bytes] = []
-    for byte in text:
-        out += framer.feed(bytes([byte]))
-    assert out == [text.strip()]
-
-
-def test_framer_skips_an_oversized_document_and_stays_in_step() -> None:
-    framer = DocumentFramer(limit=64)
-    assert framer.feed(b'{"big": "' + b"x" * 100) == []
-    assert framer.feed(b'", "more": {"y": 1}}{"ok": 1}') == [b'{"ok": 1}']
-    assert framer.feed(b"}}}" + b"j" * 100 + b'{"ok": 2}') == [b'{"ok": 2}']
 
 
 # -- HTTP -----------------------------------------------------------------------------
@@ -155,22 +133,6 @@ async def test_unix_socket_refuses_to_replace_a_file(tmp_path: Path) -> None:
 # -- FIFO -----------------------------------------------------------------------------
 
 
-async def _fifo_call(server_path: Path, reply_dir: Path, request: bytes,
-                     name: str = "reply_1") -> bytes:
-    reply_path = reply_dir / name
-    os.mkfifo(reply_path)
-    loop = asyncio.get_running_loop()
-    reader = loop.run_in_executor(None, reply_path.read_bytes)  # blocks until EOF
-    await asyncio.sleep(0.05)
-    fd = os.open(server_path, os.O_WRONLY | os.O_NONBLOCK)
-    os.write(fd, request)
-    os.close(fd)
-    async with asyncio.timeout(3.0):
-        reply = await reader
-    reply_path.unlink()
-    return reply
-
-
 async def test_fifo_round_trip_like_kamctl(tmp_path: Path) -> None:
     server_path = tmp_path / "rpc.fifo"
     server = FifoServer(str(server_path), str(tmp_path), REGISTRY, Context(ROOMS))
@@ -180,13 +142,13 @@ async def test_fifo_round_trip_like_kamctl(tmp_path: Path) -> None:
         request = (b'{"jsonrpc": "2.0", "method": "imc.list_members", '
                    b'"params": ["sip:chat-1@example.com"], '
                    b'"reply_name": "reply_1", "id": 42}\n')
-        reply = await _fifo_call(server_path, tmp_path, request)
+        reply = await fifo_call(server_path, tmp_path, request, "reply_1")
         assert reply.startswith(b'{\n\t"jsonrpc":\t"2.0",\n\t"result":\t{\n')
         assert reply.endswith(b'\n\t"id":\t42\n}')
         # kamctl monitor's multi-line form
         request = (b'{\n  "jsonrpc": "2.0",\n  "method": "core.uptime",\n'
                    b'  "reply_name": "r2",\n  "id": 7\n}\n')
-        assert b'"uptime":' in await _fifo_call(server_path, tmp_path, request, "r2")
+        assert b'"uptime":' in await fifo_call(server_path, tmp_path, request, "r2")
     finally:
         await server.close()
     assert not server_path.exists()
@@ -205,11 +167,11 @@ async def test_fifo_refuses_unsafe_reply_names(tmp_path: Path) -> None:
                      + name + b'"}')
         os.write(fd, b"not json at all {}")
         os.close(fd)
-        await asyncio.sleep(0.3)
-        assert target.read_text() == "keep"
-        # and it still serves
+        # It still serves, and requests are served in order: once this one is answered,
+        # every one before it was handled.
         request = b'{"jsonrpc":"2.0","method":"core.version","reply_name":"ok_1"}'
-        assert b'"result"' in await _fifo_call(server_path, tmp_path, request, "ok_1")
+        assert b'"result"' in await fifo_call(server_path, tmp_path, request, "ok_1")
+        assert target.read_text() == "keep"
     finally:
         await server.close()
 
@@ -224,7 +186,7 @@ async def test_fifo_gives_up_on_a_client_that_never_reads(tmp_path: Path) -> Non
         os.write(fd, b'{"jsonrpc":"2.0","method":"core.version","reply_name":"absent"}')
         os.close(fd)
         request = b'{"jsonrpc":"2.0","method":"core.version","reply_name":"present"}'
-        assert b'"result"' in await _fifo_call(server_path, tmp_path, request, "present")
+        assert b'"result"' in await fifo_call(server_path, tmp_path, request, "present")
     finally:
         await server.close()
 
@@ -265,6 +227,6 @@ async def test_fifo_drops_an_unfinished_request_when_idle(tmp_path: Path) -> Non
         os.close(fd)
         await asyncio.sleep(1.3)
         request = b'{"jsonrpc":"2.0","method":"core.version","reply_name":"late_1"}'
-        assert b'"result"' in await _fifo_call(server_path, tmp_path, request, "late_1")
+        assert b'"result"' in await fifo_call(server_path, tmp_path, request, "late_1")
     finally:
         await server.close()

@@ -24,7 +24,7 @@ from .binrpc_codec import (
     double_fits,
     encode_request,
 )
-from .client_format import result_values
+from .caller_format import result_values
 
 __all__ = ["DEFAULT_URL", "CallResult", "RpcClientError", "call"]
 

@@ -43,8 +43,8 @@ def add_rpc_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_rpc(args: argparse.Namespace) -> int:
-    from .client import DEFAULT_URL, RpcClientError, call
-    from .client_format import format_fault, format_json, format_kamcmd, parse_arg
+    from .caller import DEFAULT_URL, RpcClientError, call
+    from .caller_format import format_fault, format_json, format_kamcmd, parse_arg
 
     params = [parse_arg(text) for text in args.args]
     token = args.token if args.token is not None else os.environ.get(TOKEN_ENV)

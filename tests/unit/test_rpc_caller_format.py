@@ -7,10 +7,10 @@ import json
 import pytest
 
 from imc_sidecar.cli import main
-from imc_sidecar.rpc import client
+from imc_sidecar.rpc import caller
 from imc_sidecar.rpc.binrpc_codec import Struct
-from imc_sidecar.rpc.client import CallResult, RpcClientError
-from imc_sidecar.rpc.client_format import (
+from imc_sidecar.rpc.caller import CallResult, RpcClientError
+from imc_sidecar.rpc.caller_format import (
     format_fault,
     format_json,
     format_kamcmd,
@@ -149,7 +149,7 @@ def test_rpc_subcommand_prints_like_kamcmd(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[tuple[object, ...]] = []
-    monkeypatch.setattr(client, "call", fake_call(CallResult(values=[{"a": 1}]), seen))
+    monkeypatch.setattr(caller, "call", fake_call(CallResult(values=[{"a": 1}]), seen))
     monkeypatch.delenv("IMC_RPC_TOKEN", raising=False)
     assert main(["rpc", "imc.list_members", "sip:r@d", "-2", "s:3"]) == 0
     assert capsys.readouterr().out == "{\n\ta: 1\n}\n"
@@ -167,7 +167,7 @@ def test_rpc_subcommand_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seen: list[tuple[object, ...]] = []
-    monkeypatch.setattr(client, "call", fake_call(CallResult(json=[{"a": 1}]), seen))
+    monkeypatch.setattr(caller, "call", fake_call(CallResult(json=[{"a": 1}]), seen))
     monkeypatch.setenv("IMC_RPC_TOKEN", "from-env")
     assert main(["rpc", "-s", "tcp:127.0.0.1:2049", "--json", "--timeout", "1", "m"]) == 0
     assert json.loads(capsys.readouterr().out) == [{"a": 1}]
@@ -181,7 +181,7 @@ def test_rpc_subcommand_fault_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fault = CallResult(fault=(500, "Room not found"))
-    monkeypatch.setattr(client, "call", fake_call(fault, []))
+    monkeypatch.setattr(caller, "call", fake_call(fault, []))
     assert main(["rpc", "imc.list_members", "sip:nope@x"]) == 1
     assert capsys.readouterr().out == "error: 500 - Room not found\n"
     assert main(["rpc", "--json", "imc.list_members", "sip:nope@x"]) == 1
@@ -193,7 +193,7 @@ def test_rpc_subcommand_fault_exits_1(
 def test_rpc_subcommand_transport_error_exits_3(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(client, "call", fake_call(RpcClientError("cannot connect"), []))
+    monkeypatch.setattr(caller, "call", fake_call(RpcClientError("cannot connect"), []))
     assert main(["rpc", "core.version"]) == 3
     captured = capsys.readouterr()
     assert captured.out == "" and "cannot connect" in captured.err
@@ -201,13 +201,13 @@ def test_rpc_subcommand_transport_error_exits_3(
 
 def test_binrpc_refuses_params_it_cannot_carry() -> None:
     with pytest.raises(RpcClientError, match="s:2147483648"):
-        client.call("tcp:127.0.0.1:1", "m", [2**31])
+        caller.call("tcp:127.0.0.1:1", "m", [2**31])
     with pytest.raises(RpcClientError, match="double"):
-        client.call("tcp:127.0.0.1:1", "m", [1e300])
+        caller.call("tcp:127.0.0.1:1", "m", [1e300])
     with pytest.raises(RpcClientError, match="tcp:HOST:PORT"):
-        client.call("tcp:nowhere", "m", [])
+        caller.call("tcp:nowhere", "m", [])
 
 
 def test_json_refuses_nan() -> None:
     with pytest.raises(RpcClientError, match="nan"):
-        client.call("udp:127.0.0.1:1", "m", [float("nan")])
+        caller.call("udp:127.0.0.1:1", "m", [float("nan")])
