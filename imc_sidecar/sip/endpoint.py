@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .headers import parse_via
-from .message import ParseError, Request, Response
+from .message import ParseCache, ParseError, Request, Response
 from .parse import parse_message
 from .replies import (
     apply_received,
@@ -180,6 +180,7 @@ class SipEndpoint:
         self._targets: dict[str, tuple[Peer | tuple[int, str], bytes | None]] = {}
         self._deferred: list[tuple[float, RequestCompleted]] = []
         self._reply_peers: dict[Address, Peer] = {}  # where UDP replies go, by address
+        self._parsed = ParseCache()  # header names, To and CSeq values seen before
 
     @property
     def pending_requests(self) -> int:
@@ -205,11 +206,11 @@ class SipEndpoint:
             return []  # a CRLF keep-alive datagram (or nothing)
         else:
             # Requests: chat texts are plainly written; anything else is parsed fully.
-            request = scan_request(data)
+            request = scan_request(data, self._parsed)
             if request is not None:
                 return self._on_request(request, peer, now)
         try:
-            message = parse_message(data)
+            message = parse_message(data, self._parsed)
         except ParseError as exc:
             self._reject(exc, peer)
             return []

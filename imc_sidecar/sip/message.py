@@ -19,6 +19,7 @@ __all__ = [
     "MAX_HEAD_BYTES",
     "Headers",
     "NameAddr",
+    "ParseCache",
     "ParseError",
     "Request",
     "Response",
@@ -122,7 +123,7 @@ class _Message:
             raise ParseError("Malformed Max-Forwards")
         return int(value)
 
-    def validate(self) -> None:
+    def validate(self, seen: ParseCache | None = None) -> None:
         """Parse what every request must have; the first fault found is the error.
 
         The accessors' work in their order (Via, From, To, Call-ID, CSeq,
@@ -140,12 +141,12 @@ class _Message:
         value = first("to")
         if value is None:
             raise ParseError("Missing To")
-        to = _TO_CACHE.get(value)  # a request's To seldom has a tag: values repeat
+        # A request's To seldom has a tag, and CSeq values repeat: parsed once per value.
+        to = None if seen is None else seen.to.get(value)
         if to is None:
             to = parse_name_addr(value, "To")
-            if len(_TO_CACHE) >= _VALUE_CACHE_MAX:
-                _TO_CACHE.clear()
-            _TO_CACHE[value] = to
+            if seen is not None:
+                seen.keep_to(value, to)
         cache(self, "_to", to)
         value = first("call-id")
         if value is None:
@@ -155,12 +156,11 @@ class _Message:
         value = first("cseq")
         if value is None:
             raise ParseError("Missing CSeq")
-        cseq = _CSEQ_CACHE.get(value)
+        cseq = None if seen is None else seen.cseq.get(value)
         if cseq is None:
             cseq = parse_cseq(value)
-            if len(_CSEQ_CACHE) >= _VALUE_CACHE_MAX:
-                _CSEQ_CACHE.clear()
-            _CSEQ_CACHE[value] = cseq
+            if seen is not None:
+                seen.keep_cseq(value, cseq)
         cache(self, "_cseq", cseq)
         value = first("max-forwards")
         if value is not None and (
@@ -175,12 +175,35 @@ class _Message:
         return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
 
 
-# Header values that repeat from request to request, parsed once (both results are
-# immutable; only successful parses are kept).  Bounded so hostile traffic cannot grow
-# them.
-_TO_CACHE: dict[str, NameAddr] = {}
-_CSEQ_CACHE: dict[str, tuple[int, str]] = {}
-_VALUE_CACHE_MAX = 4096
+class ParseCache:
+    """What repeats from message to message, read once: header names as written, and the
+    To and CSeq values of requests.  The results are immutable and only successful reads
+    are kept.  Bounded, so hostile traffic cannot grow it.  Owned by whoever parses a
+    stream of messages (the endpoint); without one, nothing is cached."""
+
+    __slots__ = ("cseq", "names", "to")
+
+    NAMES_MAX = 512
+    VALUES_MAX = 4096
+
+    def __init__(self) -> None:
+        self.names: dict[str, tuple[str, str]] = {}  # as written -> (key, name to keep)
+        self.to: dict[str, NameAddr] = {}
+        self.cseq: dict[str, tuple[int, str]] = {}
+
+    def keep_name(self, name: str, known: tuple[str, str]) -> None:
+        if len(self.names) < self.NAMES_MAX:
+            self.names[name] = known
+
+    def keep_to(self, value: str, to: NameAddr) -> None:
+        if len(self.to) >= self.VALUES_MAX:
+            self.to.clear()
+        self.to[value] = to
+
+    def keep_cseq(self, value: str, cseq: tuple[int, str]) -> None:
+        if len(self.cseq) >= self.VALUES_MAX:
+            self.cseq.clear()
+        self.cseq[value] = cseq
 
 
 def _required(headers: Headers, name: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .errors import ParseError
 from .grammar import LIST_HEADERS, header_key, is_token, split_outside, token_match, written_name
 from .headers import Headers
-from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, Request, Response, too_large
+from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseCache, Request, Response, too_large
 
 __all__ = [
     "build_message",
@@ -76,21 +76,13 @@ def _split_lines(head: str) -> list[str]:
     return lines
 
 
-# Header names seen before, already checked: name as written -> (lookup key, name to keep).
-# Bounded so hostile traffic cannot grow it.
-_NAME_CACHE: dict[str, tuple[str, str]] = {}
-_NAME_CACHE_MAX = 512
-
-
-def _header_name(name: str) -> tuple[str, str]:
-    known = _NAME_CACHE.get(name)
-    if known is not None:
-        return known
+def _header_name(name: str, cache: ParseCache | None) -> tuple[str, str]:
+    """(lookup key, name to keep) of a header name not in the cache yet."""
     if token_match(name) is None:
         raise ParseError("Malformed header line")
     known = (header_key(name), written_name(name))
-    if len(_NAME_CACHE) < _NAME_CACHE_MAX:
-        _NAME_CACHE[name] = known
+    if cache is not None:
+        cache.keep_name(name, known)
     return known
 
 
@@ -105,15 +97,17 @@ def _header_pairs(lines: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def parse_headers(pairs: list[tuple[str, str]]) -> tuple[Headers, list[str]]:
+def parse_headers(
+    pairs: list[tuple[str, str]], cache: ParseCache | None = None
+) -> tuple[Headers, list[str]]:
     """Return (headers without Content-Length, Content-Length values)."""
     items: list[tuple[str, str, str]] = []
     firsts: dict[str, tuple[str, str, str]] = {}
     lengths: list[str] = []
-    names = _NAME_CACHE
+    names: dict[str, tuple[str, str]] = {} if cache is None else cache.names
     for name, value in pairs:
         known = names.get(name)
-        key, name = _header_name(name) if known is None else known
+        key, name = _header_name(name, cache) if known is None else known
         value = value.strip(" \t")
         if key in _SPLIT_KEYS:
             if key == "content-length":
@@ -138,7 +132,7 @@ def parse_headers(pairs: list[tuple[str, str]]) -> tuple[Headers, list[str]]:
 _SPLIT_KEYS = LIST_HEADERS | {"content-length"}
 
 
-def parse_message(data: bytes) -> Request | Response:
+def parse_message(data: bytes, cache: ParseCache | None = None) -> Request | Response:
     """Parse one complete message (a UDP datagram, or one message framed from a stream).
 
     With Content-Length, extra bytes are dropped (RFC 3261 §18.3) and missing ones are an
@@ -185,12 +179,14 @@ def parse_message(data: bytes) -> Request | Response:
         if ":" not in uri or uri.startswith(":"):
             raise ParseError("Malformed Request-URI")
     try:
-        headers, lengths = parse_headers(_header_pairs(lines[1:]))
+        headers, lengths = parse_headers(_header_pairs(lines[1:]), cache)
     except ParseError as exc:
         exc.method = method
         raise
     try:
-        return build_message(data, body_start, method, uri, status, reason, headers, lengths)
+        return build_message(
+            data, body_start, method, uri, status, reason, headers, lengths, cache
+        )
     except ParseError as exc:
         exc.method = method
         exc.headers = headers
@@ -206,6 +202,7 @@ def build_message(
     reason: str,
     headers: Headers,
     lengths: list[str],
+    cache: ParseCache | None = None,
 ) -> Request | Response:
     """The message of a parsed start line and head: body framing and the checks."""
     body = data[body_start:]
@@ -234,7 +231,7 @@ def build_message(
         _set(message, "uri", uri)
         _set(message, "headers", headers)
         _set(message, "body", body)
-        message.validate()
+        message.validate(cache)
         if message.cseq[1] != method:
             raise ParseError("CSeq method mismatch")
     return message

@@ -34,7 +34,7 @@ from .grammar import (
     parse_cseq,
 )
 from .headers import parse_via
-from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, Request
+from .message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseCache, Request
 from .parse import build_message, content_length, parse_headers
 
 __all__ = ["ScannedResponse", "scan_request", "scan_response"]
@@ -96,7 +96,7 @@ def _plain_head(data: bytes, start_line: re.Match[bytes], odd: re.Pattern[bytes]
     return end
 
 
-def scan_request(data: bytes) -> Request | None:
+def scan_request(data: bytes, cache: ParseCache | None = None) -> Request | None:
     """`parse_message(data)` for a plainly written request, or None to parse it fully.
 
     None says nothing either way: the request may still be valid, or not.
@@ -112,9 +112,9 @@ def scan_request(data: bytes) -> Request | None:
         return None
     head = data[line.end() : end + 2].decode("utf-8", "surrogateescape")
     try:
-        headers, lengths = parse_headers(_HEADER_LINE.findall(head))
+        headers, lengths = parse_headers(_HEADER_LINE.findall(head), cache)
         message = build_message(
-            data, end + 4, method.decode(), uri.decode(), 0, "", headers, lengths
+            data, end + 4, method.decode(), uri.decode(), 0, "", headers, lengths, cache
         )
     except ParseError:
         return None

@@ -1,4 +1,5 @@
-"""Requests read with the To / CSeq value caches equal what parsing each value gives."""
+"""Requests read with a ParseCache (names, To and CSeq values seen before) equal what
+parsing without one gives."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from hypothesis import strategies as st
 from imc_sidecar.sip.errors import ParseError
 from imc_sidecar.sip.grammar import parse_cseq
 from imc_sidecar.sip.headers import parse_name_addr
-from imc_sidecar.sip.message import Request
+from imc_sidecar.sip.message import ParseCache, Request
 from imc_sidecar.sip.parse import parse_message
 
 to_values = st.sampled_from(
@@ -27,6 +28,9 @@ cseq_values = st.sampled_from(
 ) | st.text("0123456789 MESAGx", max_size=12)
 
 
+SEEN = ParseCache()  # shared across examples, as an endpoint's is across requests
+
+
 def _request(to: str, cseq: str) -> bytes:
     return (
         "MESSAGE sip:room@chat.example SIP/2.0\r\n"
@@ -41,9 +45,9 @@ def _request(to: str, cseq: str) -> bytes:
 def test_cached_reading_equals_parsing(to: str, cseq: str) -> None:
     data = _request(to, cseq)
     results = []
-    for _ in range(2):  # the second time from the caches
+    for seen in (None, SEEN, SEEN):  # uncached, then the second time from the caches
         try:
-            message = parse_message(data)
+            message = parse_message(data, seen)
         except ParseError as exc:
             results.append((exc.status, exc.reason))
             continue
@@ -51,4 +55,4 @@ def test_cached_reading_equals_parsing(to: str, cseq: str) -> None:
         assert message.to_addr == parse_name_addr(message.headers.get("To") or "", "To")
         assert message.cseq == parse_cseq(message.headers.get("CSeq") or "")
         results.append(message)
-    assert results[0] == results[1]
+    assert results[0] == results[1] == results[2]
