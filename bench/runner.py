@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from tests.e2e.harness.sipua import free_udp_port
+from tests.e2e.harness.sipua import free_port
 
 from .analysis import Deliveries, Record, analyse
 from .layout import Plan, Pool, Shape
@@ -263,8 +263,8 @@ class Runner:
         self.workdir = workdir
         self.receivers = receivers
         self.settings = settings
-        self.sipp_port = free_udp_port("127.0.0.1")
-        self.sipp_control = free_udp_port("127.0.0.1")
+        self.sipp_port = free_port("127.0.0.1")
+        self.sipp_control = free_port("127.0.0.1")
         self.log: Callable[[str], None] = lambda text: print(text, flush=True)
 
     def measure(

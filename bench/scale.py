@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.sidecar_process import free_port
+from tests.e2e.harness.sipua import free_port
 
 from .layout import DOMAIN, create_sqlite
 from .procs import descendants, pss_kib, status_kib

@@ -36,7 +36,7 @@ from tests.e2e.harness.kamailio import (
     set_substdefs,
     sip_ping,
 )
-from tests.e2e.harness.sipua import free_udp_port, free_udp_run
+from tests.e2e.harness.sipua import free_port, free_udp_run
 
 from .layout import DOMAIN, write_dbtext, write_sqlite
 
@@ -97,7 +97,7 @@ class KamailioImc:
         self.members = members
         self.children = children
         self.shm_mb = shm_mb
-        self.port = free_udp_port(LOOPBACK)
+        self.port = free_port(LOOPBACK)
         self.target = (LOOPBACK, self.port)
         self.registrar: tuple[str, int] | None = self.target if mode == "deploy" else None
         self.kamailio: Kamailio | None = None
@@ -174,7 +174,7 @@ class Sidecar:
         self.outbound_proxy = outbound_proxy
         self.rpc_http_port = rpc_http_port
         self.db_path = db_path or workdir / "imc.sqlite"
-        self.port = port or free_udp_port(LOOPBACK)
+        self.port = port or free_port(LOOPBACK)
         self.target = (LOOPBACK, self.port)
         self.registrar: tuple[str, int] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
@@ -294,7 +294,7 @@ class FrontAndSidecar:
         self.workdir = workdir
         self.children = children
         self.shm_mb = shm_mb
-        self.port = free_udp_port(LOOPBACK)
+        self.port = free_port(LOOPBACK)
         self.target = (LOOPBACK, self.port)
         self.registrar: tuple[str, int] | None = self.target
         self.sidecar = Sidecar(

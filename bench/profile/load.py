@@ -27,6 +27,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from imc_sidecar.demo.sidecar import free_port as demo_free_port
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 ANSWER = Path(tempfile.gettempdir()) / "imc-profile-answer"
@@ -79,9 +81,7 @@ def rss_kib(pid: int) -> int:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return demo_free_port("127.0.0.1")  # the one rule of the demo and the tests
 
 
 def rpc(port: int, method: str, *params: object) -> object:

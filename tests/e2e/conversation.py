@@ -29,10 +29,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +38,8 @@ from pathlib import Path
 from typing import Literal
 
 from .harness.kamailio import Kamailio, imc_reference, sidecar_front
-from .harness.sipua import SipMessage, UserAgents, free_udp_port, free_udp_run, uri_user
+from .harness.sipua import SipMessage, UserAgents, free_port, free_udp_run, uri_user
+from .sidecar_process import SidecarProcess
 
 DOMAIN = "imc.test"
 MANAGER = f"sip:chat-manager@{DOMAIN}"
@@ -580,7 +579,7 @@ class System:
     name: str
     agents: UserAgents
     kamailio: Kamailio
-    sidecar: SidecarServer | None = None
+    sidecar: SidecarProcess | None = None
 
     def logs(self) -> str:
         out = f"--- {self.kamailio.name} log (tail)\n{self.kamailio.log_tail(40)}"
@@ -611,71 +610,6 @@ def _sidecar_rpc_options() -> tuple[str, ...]:
     return tuple(opt for opt in wanted if opt in help_text)
 
 
-class SidecarServer:
-    """``imc-sidecar serve`` as a subprocess; ready when it logs ``listening on ...``."""
-
-    def __init__(self, workdir: Path, listen: tuple[str, int], args: Sequence[str]) -> None:
-        self.dir = workdir
-        self.listen = listen
-        self.args = list(args)
-        self.log_path = workdir / "sidecar.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.returncode: int | None = None
-
-    def start(self, timeout: float = 15.0) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            str(sidecar_binary()),
-            "serve",
-            "--sip-listen", f"udp:{self.listen[0]}:{self.listen[1]}",
-            *self.args,
-        ]  # fmt: skip
-        with open(self.log_path, "wb") as log:
-            self._proc = subprocess.Popen(
-                cmd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.dir,
-                start_new_session=True,
-            )
-        wanted = f"listening on udp:{self.listen[0]}:{self.listen[1]}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(
-                    f"imc-sidecar exited with {self._proc.returncode}:\n{self.log_tail()}"
-                )
-            if wanted in self.log():
-                return
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"imc-sidecar did not log {wanted!r}:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        proc = self._proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        self.returncode = proc.returncode
-        return proc.returncode
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 60) -> str:
-        return "\n".join(self.log().splitlines()[-lines:])
-
-
 def _agents(workdir: Path, proxy: tuple[str, int], users: Sequence[UserSpec]) -> UserAgents:
     agents = UserAgents(workdir / "ua", proxy, DOMAIN, receiver_ip=RECEIVER_IP, sender_ip=SENDER_IP)
     return make_user_agents(agents, users)
@@ -686,7 +620,7 @@ def reference_system(workdir: Path, phase: Phase) -> Iterator[System]:
     """Kamailio 5.6 with imc, set up with ``phase``'s imc settings, users registered."""
     kam = imc_reference(
         workdir / "kamailio",
-        (REFERENCE_IP, free_udp_port(REFERENCE_IP)),
+        (REFERENCE_IP, free_port(REFERENCE_IP)),
         domain=DOMAIN,
         create_on_join=phase.create_on_join,
         check_on_create=phase.check_on_create,
@@ -709,11 +643,11 @@ def sidecar_system(
 ) -> Iterator[System]:
     """imc_sidecar behind a front Kamailio rendered from kamailio-snippets/sidecar-front.cfg;
     with `delivery_workers`, its copies leave from that many worker ports."""
-    sidecar_addr = (SIDECAR_IP, free_udp_port(SIDECAR_IP))
+    sidecar_addr = (SIDECAR_IP, free_port(SIDECAR_IP))
     first = free_udp_run(SIDECAR_IP, delivery_workers) if delivery_workers else 0
     front = sidecar_front(
         workdir / "front",
-        (FRONT_IP, free_udp_port(FRONT_IP)),
+        (FRONT_IP, free_port(FRONT_IP)),
         domain=DOMAIN,
         sidecar=sidecar_addr,
         delivery_ports=(first, first + delivery_workers - 1) if first else (5100, 5107),
@@ -731,7 +665,8 @@ def sidecar_system(
         args += ["--delivery-workers", str(delivery_workers), "--delivery-port", str(first)]
     # no admin RPC listeners: their default ports (5092-5094) are not ours to take
     args += [arg for opt in _sidecar_rpc_options() for arg in (opt, "off")]
-    sidecar = SidecarServer(workdir / "sidecar", sidecar_addr, args)
+    args = ["--sip-listen", f"udp:{sidecar_addr[0]}:{sidecar_addr[1]}", *args]
+    sidecar = SidecarProcess(args, command=[str(sidecar_binary())], cwd=workdir / "sidecar")
     agents = _agents(workdir, front.address, phase.users)
     sidecar.start()
     try:

@@ -1,4 +1,4 @@
-"""Run the real `imc-sidecar serve` as a subprocess for end-to-end tests."""
+"""Run the real `imc-sidecar serve` as a subprocess: the one launcher of the e2e tests."""
 
 from __future__ import annotations
 
@@ -14,37 +14,39 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imc_sidecar.demo.sidecar import free_port as demo_free_port
-
 _LISTENING = re.compile(r"listening on (udp|tcp):([^:\s]+):(\d+)")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free for both UDP and TCP right now (the demo's own rule)."""
-    return demo_free_port(host)
 
 
 @dataclass
 class SidecarProcess:
-    """A started sidecar; `addresses` maps transport to the (host, port) it bound."""
+    """A started sidecar; `addresses` maps transport to the (host, port) it bound, and
+    `lines` holds everything it printed.  `command` is how to run it (default: this
+    interpreter's `-m imc_sidecar`; the differential test runs the installed script)."""
 
     args: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "imc_sidecar"])
+    cwd: Path | None = None
     process: subprocess.Popen[str] | None = None
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
     lines: list[str] = field(default_factory=list)
     started_in: float = 0.0
     _output_ended: bool = False
 
-    def start(self, timeout: float = 10.0) -> SidecarProcess:
+    def start(self, timeout: float = 15.0) -> SidecarProcess:
         env = {**os.environ, **self.env}
         began = time.monotonic()
+        if self.cwd is not None:
+            self.cwd.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "imc_sidecar", "serve", *self.args],
+            [*self.command, "serve", *self.args],
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             env=env,
+            cwd=self.cwd,
+            start_new_session=True,  # a Ctrl-C of the test run is not the sidecar's
         )
         ready = threading.Event()
         wanted = sum(1 for a in self.args if a.startswith(("udp:", "tcp:")))
@@ -85,6 +87,24 @@ class SidecarProcess:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout`; the exit code (None: never started)."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            try:
+                return self.terminate(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.process.returncode
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def log_tail(self, lines: int = 60) -> str:
+        return "\n".join(self.lines[-lines:])
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:

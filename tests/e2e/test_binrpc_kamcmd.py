@@ -35,7 +35,8 @@ from imc_sidecar.rpc.registry import (
 from .harness import Kamailio, find_kamailio, sip_ping
 from .harness.kamailio import MODULES_DIR
 from .harness.seed import write_dbtext, write_sqlite
-from .sidecar_process import SidecarProcess, free_port, sidecar_args, sqlite_url
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, sidecar_args, sqlite_url
 
 pytestmark = pytest.mark.e2e
 

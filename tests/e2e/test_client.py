@@ -21,7 +21,8 @@ from imc_sidecar.client.schema import FRAMES
 from imc_sidecar.client.sources import RpcSource
 
 from .databases import scratch_database
-from .sidecar_process import SidecarProcess, free_port, sidecar_args
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, sidecar_args
 from .sip_answerer import Answerer
 from .sip_probe import message
 

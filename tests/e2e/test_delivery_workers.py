@@ -12,12 +12,13 @@ import re
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args, sqlite_url
+from .conftest import StartSidecar
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, rpc_result, sidecar_args, sqlite_url
 from .sip_probe import message, status_line
 
 pytestmark = pytest.mark.e2e
@@ -136,16 +137,15 @@ def delivery_port() -> int:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path, rpc_port: int, delivery_port: int) -> Iterator[SidecarProcess]:
-    port = free_port()
-    process = SidecarProcess(
+def sidecar(
+    start_sidecar: StartSidecar, sqlite_db: str, rpc_port: int, delivery_port: int
+) -> SidecarProcess:
+    return start_sidecar(
         sidecar_args(
-            sqlite_url(tmp_path), port, "--delivery-workers", "2",
+            sqlite_db, free_port(), "--delivery-workers", "2",
             "--delivery-port", str(delivery_port), "--rpc-http", f"127.0.0.1:{rpc_port}",
         )
-    ).start()
-    yield process
-    process.kill()
+    )
 
 
 def _room(sidecar: SidecarProcess, room: str, owner: Member, *others: Member) -> None:

@@ -23,7 +23,8 @@ import pytest
 
 from imc_sidecar.demo.agent import T1, Phone
 
-from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args, sqlite_url
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, rpc_result, sidecar_args, sqlite_url
 
 pytestmark = pytest.mark.e2e
 

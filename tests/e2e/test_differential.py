@@ -46,7 +46,7 @@ from .conversation import (
     sidecar_system,
 )
 from .harness.kamailio import FRONT_CFG, sidecar_front, substdefs
-from .harness.sipua import SippReceiver, SippSender, UserAgents, free_udp_port
+from .harness.sipua import SippReceiver, SippSender, UserAgents, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -348,9 +348,9 @@ def test_front_cfg_routes_chat_to_the_sidecar_and_notices_to_phones(tmp_path: Pa
     reach the sidecar with the R-URI untouched; MESSAGEs from the sidecar's address reach
     registered phones and get 404 for unregistered users; OPTIONS to the proxy get 200;
     the sidecar's 503 reaches the phone unchanged."""
-    sidecar_addr = (SIDECAR_IP, free_udp_port(SIDECAR_IP))
+    sidecar_addr = (SIDECAR_IP, free_port(SIDECAR_IP))
     front = sidecar_front(
-        tmp_path / "front", (FRONT_IP, free_udp_port(FRONT_IP)), domain=DOMAIN, sidecar=sidecar_addr
+        tmp_path / "front", (FRONT_IP, free_port(FRONT_IP)), domain=DOMAIN, sidecar=sidecar_addr
     )
     fake = SippReceiver("fake-sidecar", *sidecar_addr, tmp_path, status=200)
     agents = make_user_agents(

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from .databases import KINDS, scratch_database
-from .sidecar_process import SidecarProcess, free_port, sidecar_args
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, sidecar_args
 from .sip_answerer import Answerer
 from .sip_probe import message
 

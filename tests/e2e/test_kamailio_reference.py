@@ -32,7 +32,7 @@ from .conversation import (
     room,
 )
 from .harness.kamailio import find_kamailio, imc_reference
-from .harness.sipua import UserAgents, find_sipp, free_udp_port
+from .harness.sipua import UserAgents, find_sipp, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -168,7 +168,7 @@ def test_variant_extra_headers(variant_run: Transcript) -> None:
 
 def test_db_text_keeps_rooms_across_a_clean_restart(tmp_path: Path) -> None:
     """§8.2: 5.6 wipes the tables at start and writes everything back at a clean stop."""
-    listen = (REFERENCE_IP, free_udp_port(REFERENCE_IP))
+    listen = (REFERENCE_IP, free_port(REFERENCE_IP))
     first = imc_reference(tmp_path / "k", listen, domain=DOMAIN)
     agents = make_user_agents(
         UserAgents(tmp_path / "ua", listen, DOMAIN), (UserSpec("alice"), UserSpec("bob"))

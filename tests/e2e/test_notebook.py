@@ -17,7 +17,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, rpc_result, sidecar_args
 
 pytestmark = pytest.mark.e2e
 

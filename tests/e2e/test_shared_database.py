@@ -19,8 +19,8 @@ import pytest
 
 from .databases import scratch_database
 from .harness.kamailio import MODULES_DIR, Kamailio
-from .harness.sipua import free_udp_port
-from .sidecar_process import SidecarProcess, free_port, sidecar_args
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, sidecar_args
 from .sip_answerer import Answerer
 from .sip_probe import message, status_line
 
@@ -109,7 +109,7 @@ def test_sidecar_and_kamailio_share_the_tables(kind: str, tmp_path: Path) -> Non
         # Kamailio 5.6 imc on the same tables.
         module = "db_mysql.so" if kind == "mariadb" else "db_postgres.so"
         k_ip, ctl_port = "127.0.2.9", free_port()
-        k_port = free_udp_port(k_ip)
+        k_port = free_port(k_ip)
         cfg = _CFG.format(ip=k_ip, port=k_port, modules=MODULES_DIR, db_module=module,
                           db_url=db_url, ctl_port=ctl_port,
                           answerer=f"{answerer.address[0]}:{answerer.address[1]}")

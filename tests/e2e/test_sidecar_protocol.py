@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .sidecar_process import SidecarProcess, free_port, rpc_result, sidecar_args, sqlite_url
+from .conftest import StartSidecar
+from .harness.sipua import free_port
+from .sidecar_process import SidecarProcess, rpc_result, sidecar_args, sqlite_url
 from .sip_probe import UdpProbe, message, status_line
 
 pytestmark = pytest.mark.e2e
@@ -26,13 +28,9 @@ def probe() -> Iterator[UdpProbe]:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path, probe: UdpProbe) -> Iterator[SidecarProcess]:
-    port = free_port()
+def sidecar(start_sidecar: StartSidecar, sqlite_db: str, probe: UdpProbe) -> SidecarProcess:
     proxy = f"sip:{probe.address[0]}:{probe.address[1]}"
-    process = SidecarProcess(sidecar_args(sqlite_url(tmp_path), port, "--outbound-proxy", proxy))
-    process.start()
-    yield process
-    process.kill()
+    return start_sidecar(sidecar_args(sqlite_db, free_port(), "--outbound-proxy", proxy))
 
 
 def _collect(probe: UdpProbe, replies: int, notices: int) -> tuple[list[bytes], list[bytes]]:

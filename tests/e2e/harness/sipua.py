@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from imc_sidecar.demo.sidecar import free_port as free_port_anywhere
+
 SIPP_BINARY = os.environ.get("IMC_E2E_SIPP", "/usr/bin/sipp")
 
 # Compact header forms (RFC 3261 §7.3.3 and extensions) that may appear on the wire.
@@ -72,16 +74,15 @@ def find_sipp() -> str:
 # --------------------------------------------------------------------------- ports
 
 
-def free_udp_port(ip: str = "127.0.0.1", *, avoid: Iterable[int] = ()) -> int:
-    """A UDP port that is free on ``ip`` right now (bind port 0, read it back, release).
+def free_port(ip: str = "127.0.0.1", *, avoid: Iterable[int] = ()) -> int:
+    """A port that is free on ``ip`` right now, by the one rule of every test and the demo
+    (`imc_sidecar.demo.sidecar.free_port`: free for UDP and TCP alike).
 
-    Never returns 5060 or 5090-5099 (reserved on this machine).
+    Never returns 5060 or 5090-5099 (the default ports of Kamailio and the sidecar).
     """
     avoided = set(avoid) | {5060, *range(5090, 5100)}
     for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.bind((ip, 0))
-            port = int(sock.getsockname()[1])
+        port = free_port_anywhere(ip)
         if port not in avoided:
             return port
     raise SipUaError(f"no free UDP port found on {ip}")
@@ -90,7 +91,7 @@ def free_udp_port(ip: str = "127.0.0.1", *, avoid: Iterable[int] = ()) -> int:
 def free_udp_run(ip: str, count: int) -> int:
     """The first of ``count`` consecutive UDP ports that are free on ``ip`` right now."""
     for _ in range(100):
-        first = free_udp_port(ip)
+        first = free_port(ip)
         if all(_udp_free(ip, first + i) for i in range(1, count)):
             return first
     raise SipUaError(f"no {count} consecutive free UDP ports on {ip}")
@@ -365,7 +366,7 @@ class SippReceiver:
             "-sf", str(scenario),
             "-i", self.ip,
             "-p", str(self.port),
-            "-cp", str(free_udp_port("0.0.0.0", avoid=(self.port,))),
+            "-cp", str(free_port("0.0.0.0", avoid=(self.port,))),
             "-nostdin",
             "-aa",
             "-trace_msg",
@@ -555,7 +556,7 @@ class SippSender:
                 "-i", self.ip,
                 "-p", str(self.port),
                 # never our own port: bound on 0.0.0.0 first, it would block -i/-p
-                "-cp", str(free_udp_port("0.0.0.0", avoid=(self.port,))),
+                "-cp", str(free_port("0.0.0.0", avoid=(self.port,))),
                 "-m", "1",
                 "-r", "1000",
                 "-nr",
@@ -686,7 +687,7 @@ class UserAgents:
         if register:
             if self.shared_receiver and status == 200:
                 if self._shared is None:
-                    port = free_udp_port(self.receiver_ip)
+                    port = free_port(self.receiver_ip)
                     self._shared = SippReceiver(
                         "shared", self.receiver_ip, port, self.workdir, status=200
                     )
@@ -695,12 +696,12 @@ class UserAgents:
             else:
                 ip = self._own_ip()
                 receiver = SippReceiver(
-                    name, ip, free_udp_port(ip), self.workdir, status=status, reason=reason
+                    name, ip, free_port(ip), self.workdir, status=status, reason=reason
                 )
                 self.receivers.append(receiver)
             contact = f"sip:{name}@{receiver.ip}:{receiver.port}"
         sender = SippSender(
-            name, self.sender_ip, free_udp_port(self.sender_ip), self.proxy, self.workdir
+            name, self.sender_ip, free_port(self.sender_ip), self.proxy, self.workdir
         )
         user = User(
             name=name,
