@@ -22,8 +22,7 @@ from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..store.connect import StoreError, create_engine, reason
-from ..store.urls import redact, to_async_url
+from ..store.connect import StoreError, open_engine, reason
 from .query import HistoryFilter, Page, read_page
 from .records import EventRecord, MessageRecord
 from .tables import (
@@ -99,12 +98,7 @@ class HistoryWriter:
         must not keep chat from starting, so the tables are made by the background
         task, retried like any failed write, while rows queue up meanwhile.
         """
-        label = redact(db_url)
-        try:
-            url = to_async_url(db_url)
-        except ValueError as exc:
-            raise StoreError(f"history_db_url {label}: {exc}") from None
-        engine = create_engine(url, label)
+        engine, label = open_engine(db_url, "history_db_url")
         writer = cls(engine, build_history_tables(), label, flush_interval, capacity,
                      retention_days)
         if wait:

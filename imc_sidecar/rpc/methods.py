@@ -73,6 +73,14 @@ def _strings(params: Sequence[object]) -> Iterator[str]:
         yield param
 
 
+def _stat_names(params: Sequence[object], missing: str) -> list[str]:
+    """The statistics named; a 400 fault with Kamailio's text `missing` when none is."""
+    names = list(_strings(params))
+    if not names:
+        raise RpcFault(400, missing)
+    return names
+
+
 def _first_string(params: Sequence[object]) -> str | None:
     return params[0] if params and isinstance(params[0], str) else None
 
@@ -136,9 +144,7 @@ def _select_fetch(stats: Statistics, name: str) -> list[Stat]:
 
 
 def get_statistics(context: RpcContext, params: Sequence[object]) -> RpcReply:
-    names = list(_strings(params))
-    if not names:
-        raise RpcFault(400, "Please provide which stats to retrieve")
+    names = _stat_names(params, "Please provide which stats to retrieve")
     reply = RpcReply()
     for name in names:
         for stat in _select(context.stats, name):
@@ -147,9 +153,7 @@ def get_statistics(context: RpcContext, params: Sequence[object]) -> RpcReply:
 
 
 def _fetch(context: RpcContext, params: Sequence[object], numbers: bool) -> RpcReply:
-    names = list(_strings(params))
-    if not names:
-        raise RpcFault(400, "Please provide which stats to retrieve")
+    names = _stat_names(params, "Please provide which stats to retrieve")
     result = RpcStruct()
     for name in names:
         for stat in _select_fetch(context.stats, name):
@@ -169,9 +173,7 @@ def fetchn(context: RpcContext, params: Sequence[object]) -> RpcReply:
 
 
 def reset_statistics(context: RpcContext, params: Sequence[object]) -> RpcReply:
-    names = list(_strings(params))
-    if not names:
-        raise RpcFault(400, "Please provide stats name")
+    names = _stat_names(params, "Please provide stats name")
     for name in names:
         for stat in _select(context.stats, name):
             context.stats.reset(stat)
@@ -180,9 +182,7 @@ def reset_statistics(context: RpcContext, params: Sequence[object]) -> RpcReply:
 
 def clear_statistics(context: RpcContext, params: Sequence[object]) -> RpcReply:
     """Reset, printing `g:n = new (old)`; a non-array method, so only the last line shows."""
-    names = list(_strings(params))
-    if not names:
-        raise RpcFault(400, "Please provide stats name")
+    names = _stat_names(params, "Please provide stats name")
     reply = RpcReply()
     for name in names:
         for stat in _select(context.stats, name):

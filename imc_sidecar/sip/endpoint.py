@@ -328,23 +328,6 @@ class SipEndpoint:
 
     # --- requests we send -----------------------------------------------------------------
 
-    def send_request(
-        self,
-        request_uri: str,
-        from_uri: str,
-        body: bytes,
-        extra_headers: bytes,
-        context: object,
-        now: float,
-    ) -> None:
-        """Queue a MESSAGE shaped like Kamailio tm's (imc-reference §2.4).
-
-        Every call ends in exactly one RequestCompleted: from a response, a timer, a
-        transport error, or (when the request cannot even be built) the next
-        handle_timer().
-        """
-        self.send_many((request_uri,), from_uri, body, extra_headers, context, now)
-
     def send_many(
         self,
         request_uris: Iterable[str],
@@ -354,7 +337,12 @@ class SipEndpoint:
         context: object,
         now: float,
     ) -> None:
-        """`send_request` to each URI in turn: one MESSAGE each, same From and body.
+        """Queue one MESSAGE per URI, shaped like Kamailio tm's (imc-reference §2.4),
+        each with the same From and body.
+
+        Every copy ends in exactly one RequestCompleted: from a response, a timer, a
+        transport error, or (when the request cannot even be built) the next
+        handle_timer().
 
         The message is serialized once per transport as a template; each copy only
         fills in its Request-URI and To, Via branch, From tag and Call-ID.

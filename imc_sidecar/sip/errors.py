@@ -34,7 +34,3 @@ class ParseError(SipError):
         self.reason = reason
         self.method = method
         self.headers = headers
-
-
-def _too_large() -> ParseError:
-    return ParseError("Message Too Large", 513)

@@ -39,6 +39,7 @@ __all__ = [
     "header_key",
     "is_token",
     "parse_cseq",
+    "parse_max_forwards",
     "parse_params",
     "plain_params",
     "split_hostport",
@@ -260,6 +261,15 @@ PLAIN_VIA = rf"SIP/2\.0/([A-Z]+) ({HOST})(?::([0-9]{{1,5}}))?({PLAIN_PARAMS})"
 # `<uri>;params` with an optional display name: quoted without escapes, or words of
 # token characters; single spaces only.  The URI holds no spaces, quotes or angles.
 PLAIN_NAME_ADDR = rf'("[^"\\]*"|{TOKEN}(?: {TOKEN})*)? ?<([^\s<>"]+)>({PLAIN_PARAMS})'
+
+# --- Max-Forwards (RFC 3261 §20.22): 1*DIGIT; Kamailio refuses more than 255 ------------
+
+
+def parse_max_forwards(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255:
+        raise ParseError("Malformed Max-Forwards")
+    return int(value)
+
 
 # --- CSeq (RFC 3261 §20.16) -------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ParseError, SipError
-from .grammar import has_space, parse_cseq
+from .grammar import has_space, parse_cseq, parse_max_forwards
 from .headers import Headers, NameAddr, Via, parse_name_addr, parse_via
 
 __all__ = [
@@ -116,12 +116,8 @@ class _Message:
 
     @property
     def max_forwards(self) -> int | None:
-        value = self.headers.get("Max-Forwards")
-        if value is None:
-            return None
-        if not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255:
-            raise ParseError("Malformed Max-Forwards")
-        return int(value)
+        value = self.headers.first("max-forwards")
+        return None if value is None else parse_max_forwards(value)
 
     def validate(self, seen: ParseCache | None = None) -> None:
         """Parse what every request must have; the first fault found is the error.
@@ -163,10 +159,8 @@ class _Message:
                 seen.keep_cseq(value, cseq)
         cache(self, "_cseq", cseq)
         value = first("max-forwards")
-        if value is not None and (
-            not (value.isascii() and value.isdigit()) or len(value) > 3 or int(value) > 255
-        ):
-            raise ParseError("Malformed Max-Forwards")
+        if value is not None:
+            parse_max_forwards(value)
 
     def _encode(self, start_line: str) -> bytes:
         lines = [start_line]

@@ -61,7 +61,7 @@ class RequestCompleted:
 
     Read-only by convention (not frozen, for speed: see Transmit)."""
 
-    context: object  # whatever was given to send_request
+    context: object  # whatever was given to send_many
     status: int  # final status; 408 on Timer F, 503 on transport error
     reason: str
 

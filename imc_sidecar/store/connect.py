@@ -16,7 +16,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-__all__ = ["StoreError", "create_engine", "reason", "sqlite_pragmas"]
+from .urls import redact, to_async_url
+
+__all__ = ["StoreError", "create_engine", "open_engine", "reason", "sqlite_pragmas"]
 
 log = logging.getLogger("imc_sidecar.store")
 
@@ -27,7 +29,18 @@ class StoreError(Exception):
     """A database problem, described in one line with no password in it."""
 
 
-def create_engine(url: URL, label: str) -> AsyncEngine:
+def open_engine(db_url: str, setting: str) -> tuple[AsyncEngine, str]:
+    """An engine for the URL a setting (`db_url`, `history_db_url`) gives, and the URL's
+    label for messages (no password); a StoreError naming the setting when it cannot."""
+    label = redact(db_url)
+    try:
+        url = to_async_url(db_url)
+    except ValueError as exc:
+        raise StoreError(f"{setting} {label}: {exc}") from None
+    return create_engine(url, label, setting), label
+
+
+def create_engine(url: URL, label: str, setting: str = "db_url") -> AsyncEngine:
     options: dict[str, Any] = {}
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -47,7 +60,7 @@ def create_engine(url: URL, label: str) -> AsyncEngine:
         engine = create_async_engine(url, **options)
     except ImportError as exc:
         raise StoreError(
-            f"db_url {label}: driver {url.get_driver_name()} is not installed ({exc})"
+            f"{setting} {label}: driver {url.get_driver_name()} is not installed ({exc})"
         ) from None
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)

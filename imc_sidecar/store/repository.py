@@ -31,7 +31,7 @@ from imc_sidecar.imc.changes import (
     StoredMember,
     StoredRoom,
 )
-from imc_sidecar.store.connect import StoreError, create_engine, reason
+from imc_sidecar.store.connect import StoreError, open_engine, reason
 from imc_sidecar.store.schema import (
     ImcTables,
     SchemaMismatch,
@@ -39,7 +39,6 @@ from imc_sidecar.store.schema import (
     check_fits,
     ensure_schema,
 )
-from imc_sidecar.store.urls import redact, to_async_url
 
 __all__ = ["DoesNotFit", "Store", "StoreError", "check_fits", "read_rooms"]
 
@@ -76,13 +75,8 @@ class Store:
         cls, db_url: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members"
     ) -> Store:
         """Connect and create whatever tables and version rows are missing."""
-        label = redact(db_url)
-        try:
-            url = to_async_url(db_url)
-        except ValueError as exc:
-            raise StoreError(f"db_url {label}: {exc}") from None
-        engine = create_engine(url, label)
-        dialect = url.get_backend_name()
+        engine, label = open_engine(db_url, "db_url")
+        dialect = engine.url.get_backend_name()
         tables = build_tables(dialect, rooms_table, members_table)
         try:
             created = await _prepare(engine, tables, label)

@@ -54,10 +54,10 @@ def only_response(ep: SipEndpoint) -> tuple[Response, Peer]:
 # --- outgoing MESSAGE --------------------------------------------------------------------
 
 
-def test_send_request_exact_shape() -> None:
+def test_send_many_exact_shape() -> None:
     ep = endpoint()
-    ep.send_request(
-        "sip:alice@192.0.2.10:5070",
+    ep.send_many(
+        ["sip:alice@192.0.2.10:5070"],
         "sip:room@chat",
         b"hello",
         b"Content-Type: text/plain\r\n",
@@ -83,8 +83,8 @@ def test_send_request_exact_shape() -> None:
 
 def test_extra_headers_get_a_line_end_and_may_be_empty() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@h", "sip:r@c", b"", b"X-A: 1", None, 0.0)
-    ep.send_request("sip:a@h", "sip:r@c", b"", b"", None, 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"", b"X-A: 1", None, 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"", b"", None, 0.0)
     first, second = (parse_message(t.data) for t in ep.transmits())
     assert first.headers.get("X-A") == "1" and first.headers.get("User-Agent") == "imc-sidecar"
     assert "X-A" not in second.headers
@@ -144,7 +144,7 @@ def test_send_many_fails_each_unusable_recipient_alone() -> None:
 )
 def test_next_hop_from_request_uri(uri: str, peer: Peer) -> None:
     ep = endpoint()
-    ep.send_request(uri, "sip:r@c", b"", b"", None, 0.0)
+    ep.send_many([uri], "sip:r@c", b"", b"", None, 0.0)
     [transmit] = ep.transmits()
     assert transmit.peer == peer
     if peer.transport == "tcp":
@@ -153,7 +153,7 @@ def test_next_hop_from_request_uri(uri: str, peer: Peer) -> None:
 
 def test_outbound_proxy_is_next_hop() -> None:
     ep = endpoint(outbound_proxy="sip:proxy.example;transport=tcp")
-    ep.send_request("sip:a@h:9999", "sip:r@c", b"", b"", None, 0.0)
+    ep.send_many(["sip:a@h:9999"], "sip:r@c", b"", b"", None, 0.0)
     [transmit] = ep.transmits()
     assert transmit.peer == Peer("tcp", ("proxy.example", 5060))
     assert transmit.data.startswith(b"MESSAGE sip:a@h:9999 SIP/2.0\r\n")
@@ -173,7 +173,7 @@ def test_outbound_proxy_is_next_hop() -> None:
 )
 def test_unsendable_requests_complete_on_next_timer(uri: str, status: int) -> None:
     ep = endpoint()
-    ep.send_request(uri, "sip:r@c", b"", b"", "ctx", 3.0)
+    ep.send_many([uri], "sip:r@c", b"", b"", "ctx", 3.0)
     assert ep.transmits() == []
     assert ep.pending_requests == 1
     assert ep.get_timer() == 3.0
@@ -185,13 +185,13 @@ def test_unsendable_requests_complete_on_next_timer(uri: str, status: int) -> No
 
 def test_missing_transport_completes_with_503() -> None:
     ep = SipEndpoint(EndpointConfig(via_address={"udp": ("10.0.0.9", 5060)}), IdSource("t"))
-    ep.send_request("sip:a@h;transport=tcp", "sip:r@c", b"", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@h;transport=tcp"], "sip:r@c", b"", b"", "ctx", 0.0)
     assert ep.handle_timer(0.0) == [RequestCompleted("ctx", 503, "No tcp transport")]
 
 
 def test_ipv6_via_address_is_bracketed() -> None:
     ep = SipEndpoint(EndpointConfig(via_address={"udp": ("2001:db8::9", 5060)}), IdSource("t"))
-    ep.send_request("sip:a@h", "sip:r@c", b"", b"", None, 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"", b"", None, 0.0)
     request = parse_message(ep.transmits()[0].data)
     assert (request.headers.get("Via") or "").startswith("SIP/2.0/UDP [2001:db8::9]:5060;")
     assert request.call_id == "t-3@[2001:db8::9]"
@@ -206,7 +206,7 @@ def answer(ep: SipEndpoint, status: int, reason: str = "X", index: int = 0) -> b
 
 def test_response_completes_request_once() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@192.0.2.10", "sip:r@c", b"x", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@192.0.2.10"], "sip:r@c", b"x", b"", "ctx", 0.0)
     ok = answer(ep, 200, "OK")
     assert ep.receive(ok, ALICE, 0.1) == [RequestCompleted("ctx", 200, "OK")]
     assert ep.receive(ok, ALICE, 0.2) == []
@@ -215,7 +215,7 @@ def test_response_completes_request_once() -> None:
 
 def test_provisional_then_final() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@h", "sip:r@c", b"x", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"x", b"", "ctx", 0.0)
     data = ep.transmits()[0].data
     request = parse_message(data)
     assert isinstance(request, Request)
@@ -230,7 +230,7 @@ def test_provisional_then_final() -> None:
 
 def test_stray_and_malformed_responses_are_ignored() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@h", "sip:r@c", b"x", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"x", b"", "ctx", 0.0)
     ok = answer(ep, 200, "OK")
     assert ep.receive(ok.replace(b"z9hG4bKt-1", b"z9hG4bKzz"), ALICE, 0.1) == []
     assert ep.receive(ok.replace(b"10 MESSAGE", b"10 OPTIONS"), ALICE, 0.1) == []
@@ -242,8 +242,8 @@ def test_stray_and_malformed_responses_are_ignored() -> None:
 
 def test_udp_timeout_408_and_tcp_has_no_retransmissions() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@h", "sip:r@c", b"x", b"", "udp", 0.0)
-    ep.send_request("sip:a@h;transport=tcp", "sip:r@c", b"x", b"", "tcp", 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"x", b"", "udp", 0.0)
+    ep.send_many(["sip:a@h;transport=tcp"], "sip:r@c", b"x", b"", "tcp", 0.0)
     ep.transmits()
     done: list[RequestCompleted] = []
     peers: list[Peer] = []
@@ -257,7 +257,7 @@ def test_udp_timeout_408_and_tcp_has_no_retransmissions() -> None:
 
 def test_transport_error_503() -> None:
     ep = endpoint()
-    ep.send_request("sip:a@h;transport=tcp", "sip:r@c", b"x", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@h;transport=tcp"], "sip:r@c", b"x", b"", "ctx", 0.0)
     assert ep.transport_error(Peer("tcp", ("other", 5060)), 0.1) == []
     assert ep.transport_error(Peer("tcp", ("h", 5060)), 0.1) == [
         RequestCompleted("ctx", 503, "Service Unavailable")
@@ -449,7 +449,7 @@ def test_two_endpoints_with_a_lost_datagram() -> None:
     alice = SipEndpoint(EndpointConfig(via_address={"udp": ("192.0.2.10", 5070)}), IdSource("a"))
     room_peer = Peer("udp", ("10.0.0.9", 5060))
     alice_peer = Peer("udp", ("192.0.2.10", 5070))
-    room.send_request("sip:alice@192.0.2.10:5070", "sip:room@chat", b"hey", b"", "n1", 0.0)
+    room.send_many(["sip:alice@192.0.2.10:5070"], "sip:room@chat", b"hey", b"", "n1", 0.0)
     lost = room.transmits()  # the first copy never arrives
     assert len(lost) == 1
     now = room.get_timer()
@@ -469,7 +469,7 @@ def test_two_endpoints_with_a_lost_datagram() -> None:
 def test_many_fan_out_requests_complete() -> None:
     ep = endpoint()
     for i in range(2000):
-        ep.send_request(f"sip:m{i}@10.1.0.{i % 250}", "sip:room@chat", b"x", b"", i, 0.0)
+        ep.send_many([f"sip:m{i}@10.1.0.{i % 250}"], "sip:room@chat", b"x", b"", i, 0.0)
     transmits = ep.transmits()
     done: list[RequestCompleted] = []
     for t in transmits:

@@ -71,7 +71,7 @@ def test_invalid_answers_are_not_taken(old: bytes, new: bytes) -> None:
 
 def test_endpoint_matches_answers_the_scan_declines() -> None:
     ep = SipEndpoint(EndpointConfig(via_address={"udp": ("10.0.0.9", 5060)}), IdSource("t"))
-    ep.send_request("sip:a@h", "sip:r@c", b"x", b"", "ctx", 0.0)
+    ep.send_many(["sip:a@h"], "sip:r@c", b"x", b"", "ctx", 0.0)
     [sent] = ep.transmits()
     compact = ANSWER.replace(b"Via:", b"v:").replace(b"CSeq:", b"CSEQ:")
     assert scan_response(compact) is None
