@@ -31,6 +31,7 @@ __all__ = [
     "TOKEN",
     "TOKEN_BYTES",
     "TOKEN_CHARS",
+    "USERINFO_CHARS",
     "Params",
     "closing_quote",
     "find_param",
@@ -229,6 +230,9 @@ def plain_params(text: str) -> Params:
 # --- host and port ------------------------------------------------------------------------
 
 HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+"
+# userinfo of a SIP URI: unreserved / escaped / user-unreserved (RFC 3261 §25.1), plus ':'
+# for a password (the inside of a [...] class).
+USERINFO_CHARS = r"A-Za-z0-9\-_.!~*'()%&=+$,;?/:"
 _host_match = re.compile(HOST).fullmatch
 
 

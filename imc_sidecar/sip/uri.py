@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .grammar import HOST, USERINFO_CHARS
+
 __all__ = ["SipUri", "UriError", "parse_uri"]
 
 
@@ -17,9 +19,8 @@ class UriError(ValueError):
 
 
 _SCHEMES = ("sip", "sips")
-# user chars: unreserved / escaped / user-unreserved (RFC 3261 §25.1), plus ':' for a password.
-_USER_RE = re.compile(r"^[A-Za-z0-9\-_.!~*'()%&=+$,;?/:]*$")
-_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)$")
+_USER_RE = re.compile(f"^[{USERINFO_CHARS}]*$")
+_HOST_RE = re.compile(f"^({HOST})$")
 
 
 @dataclass(frozen=True, slots=True)
