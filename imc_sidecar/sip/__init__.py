@@ -2,7 +2,6 @@
 
 from .endpoint import (
     EndpointConfig,
-    IdSource,
     Peer,
     RequestCompleted,
     RequestReceived,
@@ -11,6 +10,7 @@ from .endpoint import (
     Transmit,
 )
 from .framing import StreamFramer
+from .ids import IdSource
 from .message import Headers, ParseError, Request, Response, SipError, Via
 from .parse import parse_message
 from .replies import response_bytes

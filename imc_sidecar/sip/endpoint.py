@@ -10,24 +10,17 @@ timer at `get_timer()`.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .headers import parse_via
+from .ids import IdSource
 from .message import ParseCache, ParseError, Request, Response
 from .parse import parse_message
-from .replies import (
-    apply_received,
-    reply_bytes,
-    reply_headers,
-    response_address,
-    stamp_via,
-    to_has_tag,
-)
+from .replies import reply_bytes, reply_headers, to_has_tag
+from .routing import apply_received, next_hop, response_address, stamp_via
 from .scan import scan_request, scan_response
 from .transaction import (
     Address,
@@ -39,12 +32,10 @@ from .transaction import (
     TransactionLayer,
     Transmit,
 )
-from .uri import UriError, parse_uri
 
 __all__ = [
     "Address",
     "EndpointConfig",
-    "IdSource",
     "Peer",
     "RequestCompleted",
     "RequestReceived",
@@ -58,41 +49,6 @@ log = logging.getLogger(__name__)
 _MAGIC = "z9hG4bK"  # RFC 3261 §8.1.1.7 branch prefix
 _UNSAFE_URI = re.compile(r"[\s<>]")  # would break the header line the URI is written into
 _HOP_CACHE_MAX = 4096
-
-
-class IdSource:
-    """Call-IDs, tags and branches: a random prefix and a counter, unique and cheap.
-
-    Pass a fixed prefix to make them deterministic in tests.
-    """
-
-    __slots__ = ("_counter", "_prefix")
-
-    def __init__(self, prefix: str | None = None) -> None:
-        self._prefix = secrets.token_hex(6) if prefix is None else prefix
-        self._counter = itertools.count(1)
-
-    def _next(self) -> str:
-        return f"{self._prefix}-{next(self._counter):x}"
-
-    def request_ids(self) -> tuple[str, str, str]:
-        """Branch (after the magic cookie), From tag and Call-ID of one new request."""
-        counter, prefix = self._counter, self._prefix
-        return (
-            f"{prefix}-{next(counter):x}",
-            f"{prefix}-{next(counter):x}",
-            f"{prefix}-{next(counter):x}",
-        )
-
-    def call_id(self) -> str:
-        return self._next()
-
-    def tag(self) -> str:
-        return self._next()
-
-    def branch(self) -> str:
-        """The part after the z9hG4bK magic cookie."""
-        return self._next()
 
 
 class ServerHandle:
@@ -124,21 +80,6 @@ class EndpointConfig:
     t2: float = 4.0
     t4: float = 5.0
     allowed_methods: tuple[str, ...] = ("MESSAGE", "OPTIONS")
-
-
-def _hop(uri: str) -> Peer | tuple[int, str]:
-    """Next hop for a SIP URI (no DNS here: a host name goes to the edge as is)."""
-    try:
-        parsed = parse_uri(uri)
-    except UriError as exc:
-        if str(exc).startswith("unsupported scheme"):
-            return 416, "Unsupported URI Scheme"
-        return 400, "Invalid Request-URI"
-    transport = parsed.transport or "udp"
-    if parsed.scheme == "sips" or transport not in ("udp", "tcp"):
-        return 503, f"Unsupported transport {transport if parsed.scheme == 'sip' else 'tls'}"
-    host = parsed.host[1:-1] if parsed.host.startswith("[") else parsed.host
-    return Peer(transport, (host, parsed.port or 5060))
 
 
 def _pct(text: str) -> str:
@@ -174,7 +115,7 @@ class SipEndpoint:
             self._via[transport.lower()] = (f"SIP/2.0/{transport.upper()} {host}:{port}", host)
         self._proxy: Peer | tuple[int, str] | None = None
         if config.outbound_proxy:
-            self._proxy = _hop(config.outbound_proxy)
+            self._proxy = next_hop(config.outbound_proxy)
             if not isinstance(self._proxy, Peer):
                 raise ValueError(f"bad outbound_proxy {config.outbound_proxy!r}")
         self._targets: dict[str, tuple[Peer | tuple[int, str], bytes | None]] = {}
@@ -412,7 +353,7 @@ class SipEndpoint:
             if len(self._targets) >= _HOP_CACHE_MAX:
                 self._targets.clear()
             written = None if _UNSAFE_URI.search(uri) else uri.encode("utf-8", "surrogateescape")
-            target = self._targets[uri] = (_hop(uri), written)
+            target = self._targets[uri] = (next_hop(uri), written)
         return target
 
     def split_udp(self, request_uris: Iterable[str]) -> tuple[list[str], list[str]]:

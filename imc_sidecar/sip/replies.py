@@ -1,5 +1,4 @@
-"""Answering requests: the one response builder, and where a response goes (RFC 3261
-§8.2.6, §18.2.1, RFC 3581).
+"""Answering requests: the one response builder (RFC 3261 §8.2.6).
 
 A reply copies every Via and the first From, To, Call-ID and CSeq of the request, adds a
 To-tag when the status is above 100 and the To has none, then the extra headers.  The
@@ -12,18 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .errors import ParseError
-from .grammar import find_param
-from .headers import Headers, Via, parse_name_addr
+from .headers import Headers, parse_name_addr
 from .message import Request
 
-__all__ = [
-    "apply_received",
-    "reply_bytes",
-    "reply_headers",
-    "response_address",
-    "response_bytes",
-    "stamp_via",
-]
+__all__ = ["reply_bytes", "reply_headers", "response_bytes", "to_has_tag"]
 
 ReplyHeaders = tuple[tuple[str, str, str], ...]
 
@@ -95,39 +86,3 @@ def to_has_tag(request: Request) -> bool | None:
     """Whether the request's To has a tag, when the To was parsed already (else None)."""
     parsed_to = request.parsed_to
     return None if parsed_to is None else parsed_to.tag is not None
-
-
-def _bare_host(host: str) -> str:
-    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
-
-
-def apply_received(request: Request, source: tuple[str, int]) -> Request:
-    """Record where a request really came from in its top Via (RFC 3261 §18.2.1, RFC 3581).
-
-    `received` is added when the sent-by host is not the source IP, and always when the
-    client asked for rport; an empty `rport` gets the source port.
-    """
-    via = request.top_via
-    new = stamp_via(via, source)
-    if new is via:
-        return request
-    return request.with_top_via(new)
-
-
-def stamp_via(via: Via, source: tuple[str, int]) -> Via:
-    """`via` with received/rport filled in for a request that came from `source`."""
-    host, port = source
-    has_rport, rport = find_param(via.params, "rport")
-    new = via
-    if has_rport and not rport:
-        new = new.with_param("rport", str(port)).with_param("received", host)
-    elif _bare_host(via.host) != host:
-        new = new.with_param("received", host)
-    return new
-
-
-def response_address(via: Via) -> tuple[str, int]:
-    """Where a response goes over UDP: received (else sent-by host), rport (else port)."""
-    host = via.received or _bare_host(via.host)
-    port = via.rport or via.port or 5060
-    return host, port

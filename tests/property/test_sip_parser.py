@@ -7,9 +7,10 @@ import contextlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imc_sidecar.sip.endpoint import EndpointConfig, IdSource, Peer, SipEndpoint
+from imc_sidecar.sip.endpoint import EndpointConfig, Peer, SipEndpoint
 from imc_sidecar.sip.framing import StreamFramer
 from imc_sidecar.sip.headers import Headers, parse_name_addr, parse_via
+from imc_sidecar.sip.ids import IdSource
 from imc_sidecar.sip.message import ParseError, Request, Response
 from imc_sidecar.sip.parse import parse_message
 from imc_sidecar.sip.replies import response_bytes

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imc_sidecar.sip.endpoint import EndpointConfig, Peer, SipEndpoint, _hop
+from imc_sidecar.sip.endpoint import EndpointConfig, Peer, SipEndpoint
+from imc_sidecar.sip.routing import next_hop
 
 uris = st.sampled_from(
     [
@@ -38,7 +39,7 @@ def test_split_udp_follows_the_next_hop_of_each(
     request_uris: list[str], proxy: str | None
 ) -> None:
     def over_udp(uri: str) -> bool:
-        hop = _hop(proxy or uri)
+        hop = next_hop(proxy or uri)
         return isinstance(hop, Peer) and hop.transport == "udp"
 
     endpoint = SipEndpoint(_config(proxy))

@@ -4,13 +4,13 @@ import pytest
 
 from imc_sidecar.sip.endpoint import (
     EndpointConfig,
-    IdSource,
     Peer,
     RequestCompleted,
     RequestReceived,
     SipEndpoint,
     Transmit,
 )
+from imc_sidecar.sip.ids import IdSource
 from imc_sidecar.sip.message import Request, Response
 from imc_sidecar.sip.parse import parse_message
 from imc_sidecar.sip.replies import response_bytes

@@ -5,7 +5,8 @@ import pytest
 from imc_sidecar.sip.headers import Headers, Via, parse_name_addr, parse_via
 from imc_sidecar.sip.message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError, Request, Response
 from imc_sidecar.sip.parse import find_head_end, parse_message
-from imc_sidecar.sip.replies import apply_received, response_address, response_bytes
+from imc_sidecar.sip.replies import response_bytes
+from imc_sidecar.sip.routing import apply_received, response_address
 
 BASE = (
     "MESSAGE sip:room@chat.example SIP/2.0\r\n"

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from imc_sidecar.sip.endpoint import EndpointConfig, IdSource, Peer, RequestCompleted, SipEndpoint
+from imc_sidecar.sip.endpoint import EndpointConfig, Peer, RequestCompleted, SipEndpoint
+from imc_sidecar.sip.ids import IdSource
 from imc_sidecar.sip.message import Response
 from imc_sidecar.sip.parse import parse_message
 from imc_sidecar.sip.scan import scan_response
