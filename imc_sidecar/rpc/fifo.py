@@ -115,9 +115,15 @@ class DocumentFramer:
 
 class FifoServer:
     def __init__(
-        self, path: str, reply_dir: str, registry: Registry, context: RpcContext
+        self,
+        path: str,
+        reply_dir: str,
+        registry: Registry,
+        context: RpcContext,
+        idle_reset: float = _IDLE_RESET,
     ) -> None:
         self.path = path
+        self._idle_reset = idle_reset
         self.reply_dir = reply_dir
         self.registry = registry
         self.context = context
@@ -172,14 +178,19 @@ class FifoServer:
             task.add_done_callback(self._tasks.discard)
         if self._idle is not None:
             self._idle.cancel()
-        self._idle = loop.call_later(_IDLE_RESET, self._drop_partial) if (
+        self._idle = loop.call_later(self._idle_reset, self._drop_partial) if (
             self._framer.pending
         ) else None
 
     def _drop_partial(self) -> None:
         self._idle = None
-        log.warning("rpc fifo: incomplete request dropped after %.0f s", _IDLE_RESET)
+        log.warning("rpc fifo: incomplete request dropped after %g s", self._idle_reset)
         self._framer.reset()
+
+    @property
+    def partial(self) -> bool:
+        """Whether an unfinished request is held (dropped after `idle_reset` seconds)."""
+        return self._framer.pending
 
     async def _answer(self, document: bytes) -> None:
         name = string_member(document, "reply_name")

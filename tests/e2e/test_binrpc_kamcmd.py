@@ -417,14 +417,29 @@ async def test_connection_limit(tcp_server: str, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(binrpc, "MAX_CONNECTIONS", 2)
     host, port = tcp_server[4:].rsplit(":", 1)
     held = [await asyncio.open_connection(host, int(port)) for _ in range(2)]
-    await asyncio.sleep(0.1)
+    for number, (held_reader, held_writer) in enumerate(held):
+        # One answered request each: the server has counted both connections.
+        held_writer.write(encode_request(number, "t.empty", []))
+        packets = PacketReader()
+        while packets.next_packet() is None:
+            packets.feed(await asyncio.wait_for(held_reader.read(65536), 3))
     reader, writer = await asyncio.open_connection(host, int(port))
     assert await asyncio.wait_for(reader.read(), 3) == b""  # the third is turned away
     writer.close()
     for _reader, held_writer in held:
         held_writer.close()
-    await asyncio.sleep(0.1)
-    assert await kamcmd(tcp_server, "t.empty") == ""  # slots are given back
+        await held_writer.wait_closed()
+    # The slots are given back once the server has seen both closes.
+    async with asyncio.timeout(5):
+        while True:
+            probe_reader, probe_writer = await asyncio.open_connection(host, int(port))
+            probe_writer.write(encode_request(9, "t.empty", []))
+            answered = await asyncio.wait_for(probe_reader.read(65536), 3)
+            probe_writer.close()
+            if answered:
+                break
+            await asyncio.sleep(0.01)  # turned away: the closes are not seen yet
+    assert await kamcmd(tcp_server, "t.empty") == ""
 
 
 async def test_a_client_that_does_not_read_is_not_buffered_without_bound(
@@ -443,7 +458,9 @@ async def test_a_client_that_does_not_read_is_not_buffered_without_bound(
     count = 300  # 100 KB replies each: 30 MB if the server buffered them all
     writer.write(b"".join(encode_request(n, "t.big", []) for n in range(count)))
     await writer.drain()
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(5):  # until the server stops reading: its buffer is full
+        while not (connections and connections[0]._paused):
+            await asyncio.sleep(0.01)
     (connection,) = connections
     transport = connection._transport
     assert transport is not None and connection._paused

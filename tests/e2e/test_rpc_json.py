@@ -362,8 +362,8 @@ def _fifo_call(fifo: str, request_body: bytes, name: str) -> bytes:
         path.unlink()
     os.mkfifo(path)
     try:
+        # The server waits up to a second for the reply FIFO's reader: no head start.
         reader = subprocess.Popen(["cat", str(path)], stdout=subprocess.PIPE)
-        time.sleep(0.05)
         doc = json.loads(request_body)
         doc["reply_name"] = name
         with open(fifo, "wb") as server:

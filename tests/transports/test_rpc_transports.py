@@ -219,13 +219,18 @@ async def test_rpc_servers_start_and_close_everything(tmp_path: Path) -> None:
 
 async def test_fifo_drops_an_unfinished_request_when_idle(tmp_path: Path) -> None:
     server_path = tmp_path / "rpc.fifo"
-    server = FifoServer(str(server_path), str(tmp_path), REGISTRY, Context(ROOMS))
+    server = FifoServer(str(server_path), str(tmp_path), REGISTRY, Context(ROOMS),
+                        idle_reset=0.05)
     await server.start()
     try:
         fd = os.open(server_path, os.O_WRONLY | os.O_NONBLOCK)
         os.write(fd, b"{" * 5000)  # never closed: would swallow every later request
         os.close(fd)
-        await asyncio.sleep(1.3)
+        async with asyncio.timeout(3):
+            while not server.partial:  # read and held ...
+                await asyncio.sleep(0.01)
+            while server.partial:  # ... then dropped once idle
+                await asyncio.sleep(0.01)
         request = b'{"jsonrpc":"2.0","method":"core.version","reply_name":"late_1"}'
         assert b'"result"' in await fifo_call(server_path, tmp_path, request, "late_1")
     finally:
