@@ -22,6 +22,7 @@ from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import InviteTicket, Outcome
 from .policy import Admission, Decision, Lifecycle, RequestPolicy
+from .policy.sources import TrustedSources
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
 from .runtime import tune_gc
@@ -71,6 +72,7 @@ class Sidecar:
             self._pending,
             lambda: 0 if self.delivery is None else self.delivery.running,
             lambda: None if self.history is None else self.history.writer,
+            self._untrusted,
         )
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
@@ -109,9 +111,12 @@ class Sidecar:
         # RPC first: once the SIP "listening on" lines are logged, everything is up.
         await self.rpc.start()
         proxy = self.settings.outbound_proxy
+        trusted = TrustedSources(self.settings.trusted_sources)
         await self.driver.start(
             self.settings.sip_listen,
-            lambda via: EndpointConfig(via_address=via, outbound_proxy=proxy),
+            lambda via: EndpointConfig(
+                via_address=via, outbound_proxy=proxy, trusted=trusted.check
+            ),
         )
         tune_gc()
 
@@ -126,6 +131,7 @@ class Sidecar:
         await pool.start(
             udp[0].host, self.settings.delivery_port, self.settings.outbound_proxy,
             self.settings.event_loop, self.settings.log_level,
+            ",".join(str(net) for net in self.settings.trusted_sources),
         )
         self.delivery = pool
 
@@ -259,6 +265,17 @@ class Sidecar:
             self._emit(outcome, event.handle, tally)
             return
         self._carry_out(decision, event.handle)
+
+    def _untrusted(self) -> tuple[int, int]:
+        """Requests refused and responses ignored as untrusted, here and in the workers."""
+        requests = responses = 0
+        endpoint = self.endpoint
+        if endpoint is not None:
+            requests, responses = endpoint.untrusted_requests, endpoint.untrusted_responses
+        if self.delivery is not None:
+            requests += self.delivery.untrusted_requests
+            responses += self.delivery.untrusted_responses
+        return requests, responses
 
     def _pending(self) -> int:
         """MESSAGEs sent and not answered yet (the overload measure)."""

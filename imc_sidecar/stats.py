@@ -53,6 +53,7 @@ class Statistics:
         pending: Callable[[], int] = lambda: 0,
         delivery_workers: Callable[[], int] = lambda: 0,
         history: Callable[[], HistoryWriter | None] = lambda: None,
+        untrusted: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
         self._pending = pending
@@ -77,6 +78,9 @@ class Statistics:
             self._counter("refused_messages"),
             *(self._command(name) for name in COMMANDS),
             Stat(GROUP, "history_queued", self._history_queued, None),
+            # Counted where they happen (the endpoint, the workers), read live here.
+            self._live_counter("untrusted_requests", lambda: untrusted()[0]),
+            self._live_counter("untrusted_responses", lambda: untrusted()[1]),
             *(self._history_counter(name) for name in ("written", "dropped", "errors")),
         ]
         # Kamailio lists groups, and the names in a group, in byte order.
@@ -127,6 +131,18 @@ class Statistics:
             setattr(self, attribute, 0)
 
         return Stat(GROUP, attribute, read, reset)
+
+    def _live_counter(self, name: str, total: Callable[[], int]) -> Stat:
+        """A counter kept elsewhere as a running total: a reset remembers the total."""
+        base = [0]
+
+        def read() -> int:
+            return total() - base[0]
+
+        def reset() -> None:
+            base[0] = total()
+
+        return Stat(GROUP, name, read, reset)
 
     def _history_queued(self) -> int:
         writer = self._history()

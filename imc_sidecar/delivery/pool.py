@@ -82,7 +82,11 @@ class DeliveryPool:
         self._next_token = 1
         self._loop: asyncio.AbstractEventLoop | None = None
         self._buffer = bytearray(MAX_RECORD)
-        self._spawn_args: tuple[str, int, str | None, str, str] | None = None
+        self._spawn_args: tuple[str, int, str | None, str, str, str] | None = None
+        # From the workers' reports: requests refused and responses ignored because
+        # their source is not in trusted_sources.
+        self.untrusted_requests = 0
+        self.untrusted_responses = 0
         self._restarts: dict[int, asyncio.Task[None]] = {}
         self._closing = False
 
@@ -107,13 +111,16 @@ class DeliveryPool:
         outbound_proxy: str | None,
         event_loop: str,
         log_level: str,
+        trusted_sources: str = "",
     ) -> None:
         """Start every worker and wait until each is ready to send.
 
         Worker i binds `first_port + i` (`first_port` 0: an ephemeral port each).
         """
         self._loop = asyncio.get_running_loop()
-        self._spawn_args = (host, first_port, outbound_proxy, event_loop, log_level)
+        self._spawn_args = (
+            host, first_port, outbound_proxy, event_loop, log_level, trusted_sources
+        )
         try:
             for index in range(self._count):
                 self._workers.append(await self._spawn(index))
@@ -130,7 +137,7 @@ class DeliveryPool:
 
     async def _spawn(self, index: int) -> _Worker:
         assert self._spawn_args is not None
-        host, first_port, outbound_proxy, event_loop, log_level = self._spawn_args
+        host, first_port, outbound_proxy, event_loop, log_level, trusted = self._spawn_args
         port = first_port + index if first_port else 0
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         for sock in (ours, theirs):
@@ -142,6 +149,8 @@ class DeliveryPool:
                 "--event-loop", event_loop, "--log-level", log_level]
         if outbound_proxy:
             argv += ["--outbound-proxy", outbound_proxy]
+        if trusted:
+            argv += ["--trusted-sources", trusted]
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv, pass_fds=(theirs.fileno(),), stdin=asyncio.subprocess.DEVNULL
@@ -272,6 +281,8 @@ class DeliveryPool:
                 log.error("delivery worker %d: %s", worker.index, exc)
                 continue
             worker.in_flight -= report.copies
+            self.untrusted_requests += report.untrusted[0]
+            self.untrusted_responses += report.untrusted[1]
             for status, reason in report.failures:
                 self._on_failure(status, reason)
             for token, delivered, failed, worst, reason, last in report.finished:

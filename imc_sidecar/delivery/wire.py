@@ -65,6 +65,7 @@ class Report:
     answered: int
     failures: list[tuple[int, str]]  # (status, reason) of copies without a token
     finished: list[Finished]
+    untrusted: tuple[int, int] = (0, 0)  # (requests refused, responses ignored) since
 
     @property
     def copies(self) -> int:
@@ -96,20 +97,24 @@ def decode_job(record: bytes | memoryview) -> Job:
 
 
 def encode_report(
-    answered: int, failures: list[tuple[int, str]], finished: list[Finished]
+    answered: int,
+    failures: list[tuple[int, str]],
+    finished: list[Finished],
+    untrusted: tuple[int, int] = (0, 0),
 ) -> bytes:
-    return marshal.dumps((answered, failures, finished))
+    return marshal.dumps((answered, failures, finished, untrusted))
 
 
 def decode_report(record: bytes) -> Report:
     try:
-        answered, failures, finished = marshal.loads(record)
+        answered, failures, finished, untrusted = marshal.loads(record)
     except (EOFError, ValueError, TypeError) as exc:
         raise WireError(f"bad report record: {exc}") from None
     if not (isinstance(answered, int) and isinstance(failures, list)
-            and isinstance(finished, list)):
+            and isinstance(finished, list) and isinstance(untrusted, tuple)
+            and len(untrusted) == 2 and all(isinstance(n, int) for n in untrusted)):
         raise WireError("bad report record: wrong field types")
-    return Report(answered, failures, finished)
+    return Report(answered, failures, finished, untrusted)
 
 
 def encode_hello(host: str, port: int) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -31,6 +32,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from ..policy.sources import TrustedSources
 from ..runtime import loop_factory, tune_gc
 from ..sip.driver import EndpointDriver, Events
 from ..sip.endpoint import EndpointConfig, RequestReceived
@@ -60,12 +62,19 @@ class _Tally:
 
 class DeliveryWorker:
     def __init__(
-        self, channel: socket.socket, host: str, port: int, outbound_proxy: str | None
+        self,
+        channel: socket.socket,
+        host: str,
+        port: int,
+        outbound_proxy: str | None,
+        trusted: TrustedSources | None = None,
     ) -> None:
         self._channel = channel
         self._host = host
         self._port = port
         self._outbound_proxy = outbound_proxy
+        self._trusted = trusted
+        self._untrusted_reported = (0, 0)
         self._loop = asyncio.get_running_loop()
         self._driver = EndpointDriver(self._record, after_flush=self._report)
         self._buffer = bytearray(MAX_RECORD)
@@ -77,11 +86,14 @@ class DeliveryWorker:
         self._closed = self._loop.create_future()
 
     async def run(self) -> None:
-        proxy = self._outbound_proxy
+        proxy, trusted = self._outbound_proxy, self._trusted
         try:
             await self._driver.start(
                 [Listen("udp", self._host, self._port)],
-                lambda via: EndpointConfig(via_address=via, outbound_proxy=proxy),
+                lambda via: EndpointConfig(
+                    via_address=via, outbound_proxy=proxy,
+                    trusted=None if trusted is None else trusted.check,
+                ),
                 announce=False,
             )
         except OSError as exc:
@@ -167,14 +179,25 @@ class DeliveryWorker:
 
     # -- to the sidecar (after each flush) ---------------------------------------------------
 
+    def _untrusted_since(self) -> tuple[int, int]:
+        """Untrusted requests and responses since the last report."""
+        endpoint = self._driver.endpoint
+        if endpoint is None:
+            return (0, 0)
+        requests, responses = self._untrusted_reported
+        return (endpoint.untrusted_requests - requests, endpoint.untrusted_responses - responses)
+
     def _report(self) -> None:
-        while not self._report_blocked and (self._answered or self._failures or self._finished):
+        while not self._report_blocked:
+            untrusted = self._untrusted_since()
+            if not (self._answered or self._failures or self._finished or any(untrusted)):
+                return
             # Lists in slices, so a burst of failures never outgrows one record.
             failures = self._failures[:_OUTCOMES_PER_REPORT]
             finished = self._finished[:_OUTCOMES_PER_REPORT]
             answered = self._answered
             try:
-                self._channel.send(encode_report(answered, failures, finished))
+                self._channel.send(encode_report(answered, failures, finished, untrusted))
             except (BlockingIOError, InterruptedError):
                 # The sidecar is busy: keep counting, send the sum once it can take it.
                 self._report_blocked = True
@@ -183,6 +206,8 @@ class DeliveryWorker:
             except OSError:
                 return  # the sidecar is gone; the reader sees the end of the channel
             self._answered -= answered
+            done = self._untrusted_reported
+            self._untrusted_reported = (done[0] + untrusted[0], done[1] + untrusted[1])
             del self._failures[: len(failures)]
             del self._finished[: len(finished)]
 
@@ -198,6 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", required=True)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--outbound-proxy", default=None)
+    parser.add_argument("--trusted-sources", default="",
+                        help="comma-separated networks (the sidecar's trusted_sources)")
     parser.add_argument("--event-loop", default="auto")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -209,8 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = socket.socket(fileno=args.channel_fd)
 
+    trusted = None
+    if args.trusted_sources:
+        trusted = TrustedSources(
+            ipaddress.ip_network(net) for net in args.trusted_sources.split(",")
+        )
+
     async def run() -> None:
-        await DeliveryWorker(channel, args.host, args.port, args.outbound_proxy).run()
+        await DeliveryWorker(
+            channel, args.host, args.port, args.outbound_proxy, trusted
+        ).run()
 
     with asyncio.Runner(loop_factory=loop_factory(args.event_loop)) as runner:
         runner.run(run())

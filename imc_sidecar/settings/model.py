@@ -13,10 +13,13 @@ from imc_sidecar.store.urls import redact
 __all__ = [
     "DEFAULT_DB_URL",
     "DEFAULT_SIP_PORT",
+    "DEFAULT_TRUSTED",
     "Listen",
+    "Network",
     "RpcAddress",
     "Settings",
     "SettingsError",
+    "is_loopback_host",
 ]
 
 DEFAULT_DB_URL = "sqlite:///imc-sidecar.sqlite"  # relative: ./imc-sidecar.sqlite
@@ -48,6 +51,10 @@ class Listen:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}:{host}:{self.port}"
 
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
 
 DEFAULT_LISTEN = (Listen("udp", "127.0.0.1", DEFAULT_SIP_PORT),
                   Listen("tcp", "127.0.0.1", DEFAULT_SIP_PORT))
@@ -70,15 +77,21 @@ class RpcAddress:
 
     @property
     def loopback(self) -> bool:
-        if self.kind == "unix":
-            return True
-        if self.host.lower() == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return self.kind == "unix" or is_loopback_host(self.host)
 
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen host is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_TRUSTED = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 DEFAULT_RPC_HTTP = (RpcAddress("tcp", "127.0.0.1", DEFAULT_RPC_HTTP_PORT),)
 DEFAULT_RPC_DGRAM = (RpcAddress("udp", "127.0.0.1", DEFAULT_RPC_DGRAM_PORT),)
@@ -107,6 +120,10 @@ class Settings:
     check_on_create: bool = False
     """`#create` of an existing room always answers "Room already exists"."""
     sip_listen: tuple[Listen, ...] = DEFAULT_LISTEN
+    trusted_sources: tuple[Network, ...] = DEFAULT_TRUSTED
+    """Source addresses allowed to send SIP (the front proxies; the members too when
+    there is no outbound_proxy): others get 403, their responses are ignored.  Required
+    when a sip_listen address is not loopback."""
     log_level: str = "info"
     rpc_http: tuple[RpcAddress, ...] = DEFAULT_RPC_HTTP
     """JSON-RPC over HTTP (POST /RPC): HOST:PORT or unix:/path; empty: off."""
@@ -163,7 +180,8 @@ class Settings:
         lines = []
         for f in fields(self):
             value: Any = getattr(self, f.name)
-            if f.name in ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc"):
+            if f.name in ("sip_listen", "trusted_sources", "rpc_http", "rpc_dgram",
+                          "rpc_binrpc"):
                 shown = ", ".join(str(item) for item in value) or "off"
             elif f.name == "rpc_token":
                 shown = "(set)" if value else "None"

@@ -65,6 +65,14 @@ def load_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Setti
             f"members_table: must differ from rooms_table (both '{settings.rooms_table}')"
         )
     _check_rpc(settings)
+    if "trusted_sources" not in raw:
+        for listen in settings.sip_listen:
+            if not listen.loopback:
+                raise SettingsError(
+                    f"sip_listen: {listen} is not a loopback address; set trusted_sources "
+                    "(IMC_TRUSTED_SOURCES) to the addresses of your front proxies, so that "
+                    "nobody else can speak for your users"
+                )
     return settings
 
 

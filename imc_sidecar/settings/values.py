@@ -31,6 +31,7 @@ from .model import (
     MAX_RETENTION_DAYS,
     MIN_TOKEN_LENGTH,
     Listen,
+    Network,
     RpcAddress,
 )
 
@@ -190,6 +191,25 @@ def _listen(item: str) -> list[Listen]:
             raise BadValue(what)
         port = int(port_text)
     return [Listen(t, host, port) for t in transports]
+
+
+def _trusted_sources(raw: object) -> tuple[Network, ...]:
+    items: list[str] = []
+    for part in raw if isinstance(raw, list) else [raw]:
+        items.extend(item.strip() for item in _text(part).split(",") if item.strip())
+    if not items:
+        raise BadValue("needs at least one address or network, such as 10.0.0.0/8")
+    found: list[Network] = []
+    for item in items:
+        try:
+            network = ipaddress.ip_network(item.strip("[]"), strict=True)
+        except ValueError as exc:
+            raise BadValue(
+                f"'{item}' must be an IP address or a network such as 192.0.2.0/24 ({exc})"
+            ) from None
+        if network not in found:
+            found.append(network)
+    return tuple(found)
 
 
 def _valid_host(host: str) -> bool:
@@ -357,6 +377,9 @@ SPECS = (
     Spec("sip_listen", _sip_listen,
           f"SIP socket(s), e.g. udp:127.0.0.1:{DEFAULT_SIP_PORT}; repeat or comma-separate",
           "ADDR"),
+    Spec("trusted_sources", _trusted_sources,
+          "addresses and networks allowed to send SIP, repeat or comma-separate "
+          "(default 127.0.0.0/8,::1; required when sip_listen is not loopback)", "NETS"),
     Spec("log_level", _log_level, "debug, info, warning, error or critical (default info)",
           "LEVEL"),
     Spec("rpc_http", _rpc_addresses(("tcp",), DEFAULT_RPC_HTTP_PORT),
@@ -397,7 +420,7 @@ SPECS = (
     Spec("history_retention_days", _retention,
           "prune history older than this many days (default 0: keep all)", "DAYS"),
 )
-ADDRESS_LISTS = ("sip_listen", "rpc_http", "rpc_dgram", "rpc_binrpc")
+ADDRESS_LISTS = ("sip_listen", "trusted_sources", "rpc_http", "rpc_dgram", "rpc_binrpc")
 NAMES = tuple(spec.name for spec in SPECS)
 
 

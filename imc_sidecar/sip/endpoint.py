@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .headers import parse_via
@@ -80,6 +80,8 @@ class EndpointConfig:
     t2: float = 4.0
     t4: float = 5.0
     allowed_methods: tuple[str, ...] = ("MESSAGE", "OPTIONS")
+    # Whether a source IP may send us SIP (policy/sources.py); None: anyone may.
+    trusted: Callable[[str], bool] | None = None
 
 
 def _pct(text: str) -> str:
@@ -122,6 +124,9 @@ class SipEndpoint:
         self._deferred: list[tuple[float, RequestCompleted]] = []
         self._reply_peers: dict[Address, Peer] = {}  # where UDP replies go, by address
         self._parsed = ParseCache()  # header names, To and CSeq values seen before
+        self._trusted = config.trusted
+        self.untrusted_requests = 0  # answered 403: their source is not trusted
+        self.untrusted_responses = 0  # ignored: their source is not trusted
 
     @property
     def pending_requests(self) -> int:
@@ -133,6 +138,9 @@ class SipEndpoint:
     def receive(
         self, data: bytes, peer: Peer, now: float
     ) -> list[RequestReceived | RequestCompleted]:
+        trusted = self._trusted
+        if trusted is not None and not trusted(peer.address[0]):
+            return self._untrusted(data, peer, now)
         if data[:8] == b"SIP/2.0 ":
             # Most of what arrives: the answers to our chat copies.  Read only what
             # matching needs; anything unusual is parsed fully below.
@@ -165,8 +173,30 @@ class SipEndpoint:
             return [] if done is None else [done]
         return self._on_request(message, peer, now)
 
+    def _untrusted(
+        self, data: bytes, peer: Peer, now: float
+    ) -> list[RequestReceived | RequestCompleted]:
+        """From outside trusted_sources: a response is ignored, a request answered 403
+        (through its server transaction, which absorbs retransmissions), and nothing
+        reaches the application.  Junk gets no answer at all."""
+        if data[:8] == b"SIP/2.0 ":
+            self.untrusted_responses += 1
+            return []
+        if data[:1] in b"\r\n" and not data.strip(b"\r\n"):
+            return []  # a keep-alive
+        request = scan_request(data, self._parsed)
+        if request is None:
+            try:
+                message = parse_message(data, self._parsed)
+            except ParseError:
+                return []
+            if not isinstance(message, Request):
+                return []
+            request = message
+        return self._on_request(request, peer, now, trusted=False)
+
     def _on_request(
-        self, request: Request, peer: Peer, now: float
+        self, request: Request, peer: Peer, now: float, trusted: bool = True
     ) -> list[RequestReceived | RequestCompleted]:
         method = request.method
         if method == "ACK":
@@ -189,7 +219,10 @@ class SipEndpoint:
         handle = ServerHandle(self._layer.server_start(key, dest), request)
         # Validated when parsed (`_build_message`): None or at most three digits.
         forwards = request.headers.first("max-forwards")
-        if forwards is not None and int(forwards) == 0:
+        if not trusted:
+            self.untrusted_requests += 1
+            self._respond(handle, 403, "Forbidden", now)
+        elif forwards is not None and int(forwards) == 0:
             self._respond(handle, 483, "Too Many Hops", now)
         elif method == "CANCEL":
             # Nothing we run can be cancelled; a matching request only makes it a 200.

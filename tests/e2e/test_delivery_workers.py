@@ -342,3 +342,47 @@ def test_a_delivery_port_answers_requests_with_403_and_survives_garbage(
         alice.close()
         bob.close()
     assert rpc_result(rpc_port, "stats.fetchn", ["imc:"])["imc.delivery_workers"] == 2
+
+
+def test_trusted_sources_guard_the_sip_port_and_every_delivery_port(
+    start_sidecar: StartSidecar, sqlite_db: str, rpc_port: int, delivery_port: int
+) -> None:
+    """With trusted_sources narrowed to the members and the senders (127.0.0.1, 127.203/16),
+    a request from 127.0.0.77 gets 403 on the SIP port and on a worker's port and creates
+    nothing, and a 200 it forges for a copy in flight completes nothing."""
+    sidecar = start_sidecar(sidecar_args(
+        sqlite_db, free_port(), "--delivery-workers", "2",
+        "--delivery-port", str(delivery_port), "--rpc-http", f"127.0.0.1:{rpc_port}",
+        "--trusted-sources", "127.0.0.1,127.203.0.0/16",
+    ))
+    room = "sip:chat-t@example.org"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
+        stranger.settimeout(5)
+        stranger.bind(("127.0.0.77", 0))
+        for target in (sidecar.addresses["udp"], ("127.0.0.1", delivery_port)):
+            stranger.sendto(message(room, "#create", from_uri="sip:alice@127.203.0.1"), target)
+            assert status_line(stranger.recvfrom(65535)[0]) == "SIP/2.0 403 Forbidden"
+        assert rpc_result(rpc_port, "imc.list_rooms", []) == []  # nothing created
+        alice, bob = Member("alice"), Member("bob")
+        try:
+            _room(sidecar, room, alice, bob)
+            bob.status = None  # bob holds his answer to the next copy
+            assert alice.say(room, "hi", sidecar.addresses["udp"]) == "SIP/2.0 200 OK"
+            [copy] = bob.take(2)[-1:]
+            # The forged 200 goes where bob's would: the worker port the copy came from.
+            head = copy.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+            keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in _ECHOED]
+            forged = "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+            stranger.sendto(forged.encode(), ("127.0.0.1", bob.last_source))
+            deadline = time.monotonic() + 5
+            while True:  # the worker reports the ignored answer with its next report
+                stats = rpc_result(rpc_port, "stats.fetchn", ["imc:"])
+                if stats["imc.untrusted_responses"] >= 1 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            assert stats["imc.untrusted_requests"] == 2
+            assert stats["imc.untrusted_responses"] == 1
+            assert stats["imc.pending_deliveries"] == 1  # the copy is still bob's to answer
+        finally:
+            alice.close()
+            bob.close()

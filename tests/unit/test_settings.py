@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -56,19 +57,22 @@ def test_every_setting_has_a_flag_and_a_variable() -> None:
             "--members-table", "m", "--hash-size", "6", "--imc-cmd-start-char", "!",
             "--outbound-proxy", "sip:127.0.0.1:5060;transport=tcp", "--extra-hdrs", "X-A: 1",
             "--create-on-join", "0", "--check-on-create", "1",
-            "--sip-listen", "udp:0.0.0.0:5070", "--log-level", "DEBUG"]
+            "--sip-listen", "udp:0.0.0.0:5070", "--log-level", "DEBUG",
+            "--trusted-sources", "192.0.2.10,10.0.0.0/8"]
     by_flags = _load(argv)
     env = {"IMC_DB_URL": "mysql://u@h/k", "IMC_DB_MODE": "0", "IMC_ROOMS_TABLE": "r",
            "IMC_MEMBERS_TABLE": "m", "IMC_HASH_SIZE": "6", "IMC_IMC_CMD_START_CHAR": "!",
            "IMC_OUTBOUND_PROXY": "sip:127.0.0.1:5060;transport=tcp",
            "IMC_EXTRA_HDRS": "X-A: 1", "IMC_CREATE_ON_JOIN": "0", "IMC_CHECK_ON_CREATE": "1",
-           "IMC_SIP_LISTEN": "udp:0.0.0.0:5070", "IMC_LOG_LEVEL": "DEBUG"}
+           "IMC_SIP_LISTEN": "udp:0.0.0.0:5070", "IMC_LOG_LEVEL": "DEBUG",
+           "IMC_TRUSTED_SOURCES": "192.0.2.10,10.0.0.0/8"}
     by_env = _load(env=env)
     expected = Settings(
         db_url="mysql://u@h/k", db_mode=0, rooms_table="r", members_table="m", hash_size=6,
         imc_cmd_start_char="!", outbound_proxy="sip:127.0.0.1:5060;transport=tcp",
         extra_hdrs="X-A: 1\r\n", create_on_join=False, check_on_create=True,
         sip_listen=(Listen("udp", "0.0.0.0", 5070),), log_level="debug",
+        trusted_sources=(ip_network("192.0.2.10/32"), ip_network("10.0.0.0/8")),
     )
     assert by_flags == expected
     assert by_env == expected
@@ -155,6 +159,9 @@ def test_error_names_setting_value_and_source(tmp_path: Path) -> None:
         ("sip_listen", "", "needs at least one address"),
         ("sip_listen", "udp:127.0.0.1:5090,udp:127.0.0.1:5090", "listed twice"),
         ("log_level", "verbose", "must be one of debug, info, warning, error, critical"),
+        ("trusted_sources", "", "needs at least one address or network"),
+        ("trusted_sources", "10.0.0.1/8", "must be an IP address or a network"),
+        ("trusted_sources", "proxy.example", "must be an IP address or a network"),
     ],
 )
 def test_bad_values(name: str, value: str, message: str) -> None:
@@ -163,6 +170,17 @@ def test_bad_values(name: str, value: str, message: str) -> None:
     assert error.startswith(f"{name}: ")
     assert message in error
     assert error.endswith(f" from {variable})")
+
+
+def test_a_sip_port_off_loopback_needs_trusted_sources() -> None:
+    error = _error(env={"IMC_SIP_LISTEN": "udp:0.0.0.0:5090"})
+    assert error.startswith("sip_listen: udp:0.0.0.0:5090 is not a loopback address; set "
+                            "trusted_sources")
+    settings = _load(env={"IMC_SIP_LISTEN": "udp:0.0.0.0:5090",
+                          "IMC_TRUSTED_SOURCES": "192.0.2.10"})
+    assert settings.trusted_sources == (ip_network("192.0.2.10/32"),)
+    # On loopback the default (the loopback networks) needs no word.
+    assert _load().trusted_sources == (ip_network("127.0.0.0/8"), ip_network("::1/128"))
 
 
 def test_tables_must_differ() -> None:
@@ -212,7 +230,9 @@ def test_sip_listen_forms() -> None:
         "tcp:[::1]:5093",
         "tcp:localhost:5094",
     ]
-    assert _load(env={"IMC_SIP_LISTEN": "udp:10.0.0.1:5095, tcp:10.0.0.1:5095"}).sip_listen == (
+    env = {"IMC_SIP_LISTEN": "udp:10.0.0.1:5095, tcp:10.0.0.1:5095",
+           "IMC_TRUSTED_SOURCES": "10.0.0.2"}
+    assert _load(env=env).sip_listen == (
         Listen("udp", "10.0.0.1", 5095), Listen("tcp", "10.0.0.1", 5095))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
@@ -80,6 +81,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'imc.sqlite'}", sip_listen=(SIDECAR,),
         rpc_http=(), rpc_dgram=(), rpc_binrpc=(), history=False, max_pending_deliveries=4,
+        trusted_sources=(ip_network("192.0.2.0/24"),),
     )
     sidecar = Sidecar(settings, transports=MemoryWire, clock=ManualClock)
     await sidecar.start()
@@ -171,3 +173,22 @@ async def test_a_stopping_sidecar_answers_503_shutting_down(rig: Rig) -> None:
     [reply] = rig.replies(rig.wire.take())
     assert (reply.status, reply.reason) == (503, "Shutting down")
     rig.sidecar._stopping = False
+
+
+async def test_untrusted_sources_get_403_and_cannot_forge_a_delivery(rig: Rig) -> None:
+    await _room(rig, "alice", "bob")
+    stranger = Peer("udp", ("198.51.100.7", 5060))  # outside trusted_sources
+    data, _ = message("mallory", "#destroy", 99)
+    rig.wire.deliver((data.replace(b"sip:mallory@192.0.2.13", b"sip:alice@192.0.2.1"), stranger))
+    [refusal] = rig.replies(rig.wire.take())
+    assert (refusal.status, refusal.reason) == (403, "Forbidden")
+    assert rig.sidecar.engine.find_room(ROOM) is not None  # nothing changed
+    rig.send("alice", "hello")
+    [copy] = rig.requests(rig.wire.take())
+    forged = response_bytes(copy, 200, "OK", to_tag="f")
+    rig.wire.deliver((forged, stranger))  # a 200 from the wrong place
+    assert rig.sidecar.endpoint is not None and rig.sidecar.endpoint.pending_requests == 1
+    rig.answer([Transmit(copy.to_bytes(), user("bob"))])  # bob's own answer counts
+    assert rig.sidecar.endpoint.pending_requests == 0
+    untrusted = {s.name: s.value for s in rig.sidecar.stats if s.name.startswith("untrusted")}
+    assert untrusted == {"untrusted_requests": 1, "untrusted_responses": 1}
