@@ -22,6 +22,7 @@ from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.outcome import InviteTicket, Outcome
 from .policy import Admission, Decision, Lifecycle, RequestPolicy
+from .policy.rates import SenderRates
 from .policy.sources import TrustedSources
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
@@ -63,7 +64,9 @@ class Sidecar:
             )
         )
         self.policy = RequestPolicy(
-            engine, Admission(settings.max_pending_deliveries), durable=settings.db_mode == 2
+            engine, Admission(settings.max_pending_deliveries), durable=settings.db_mode == 2,
+            max_body=settings.max_body,
+            rates=SenderRates(settings.sender_rate, settings.sender_burst),
         )
         self.store: Store | None = None
         # Read by the RPC methods (RpcContext); the getter follows engine replacement.
@@ -250,7 +253,9 @@ class Sidecar:
         self.stats.received_messages += 1
         decision = self.policy.decide(event.request, self._pending(), self.lifecycle, now)
         outcome = decision.outcome
-        if outcome is None:  # refused before the engine: stopping, reloading, overloaded
+        if decision.limited is not None:
+            self.stats.count_limited(decision.limited)
+        if outcome is None:  # refused before the engine: stopping, reloading, a limit
             if decision.refused:
                 self.stats.refused_messages += 1
             assert self.endpoint is not None
@@ -294,7 +299,7 @@ class Sidecar:
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
             return
-        self._emit(decision.outcome, handle)
+        self._emit(decision.outcome, handle, reply_headers=decision.headers)
 
     async def _commit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
         assert self.store is not None
@@ -334,7 +339,11 @@ class Sidecar:
             self._resync = None
 
     def _emit(
-        self, outcome: Outcome, handle: ServerHandle | None, tally: FanoutTally | None = None
+        self,
+        outcome: Outcome,
+        handle: ServerHandle | None,
+        tally: FanoutTally | None = None,
+        reply_headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
         endpoint = self.endpoint
         assert endpoint is not None
@@ -357,6 +366,8 @@ class Sidecar:
             if recipients:
                 endpoint.send_many(recipients, out.from_uri, out.body, headers, context, now)
         if handle is not None:
-            endpoint.reply(handle, outcome.status, outcome.reason, now)
+            endpoint.reply(
+                handle, outcome.status, outcome.reason, now, list(reply_headers) or None
+            )
         if self.history is not None and outcome.command is not None:
             self.history.command(outcome)  # its changes are durable, its reply has left

@@ -63,6 +63,8 @@ class Statistics:
         self.sent_messages = 0  # MESSAGEs sent: chat copies and notices, one per recipient
         self.failed_deliveries = 0  # sent MESSAGEs answered >= 300, or timed out
         self.refused_messages = 0  # chat texts refused with 503 while overloaded
+        self.oversized_messages = 0  # MESSAGEs refused 413: body over max_body
+        self.rate_limited_messages = 0  # chat texts refused 503: sender over sender_rate
         self.delivery_worker_restarts = 0  # delivery workers started again after dying
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         stats = [
@@ -76,6 +78,8 @@ class Statistics:
             self._counter("sent_messages"),
             self._counter("failed_deliveries"),
             self._counter("refused_messages"),
+            self._counter("oversized_messages"),
+            self._counter("rate_limited_messages"),
             *(self._command(name) for name in COMMANDS),
             Stat(GROUP, "history_queued", self._history_queued, None),
             # Counted where they happen (the endpoint, the workers), read live here.
@@ -97,6 +101,13 @@ class Statistics:
                 self.chat_messages += 1
         elif command in self.commands:
             self.commands[command] += 1
+
+    def count_limited(self, limit: str) -> None:
+        """Count one request refused by a per-request limit ("size" or "rate")."""
+        if limit == "size":
+            self.oversized_messages += 1
+        else:
+            self.rate_limited_messages += 1
 
     # -- lookups (Kamailio's semantics) ------------------------------------------------
 

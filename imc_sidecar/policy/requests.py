@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 from dataclasses import dataclass
 
 from ..imc.engine import ImcEngine
-from ..imc.outcome import ChatRequest, InviteTicket, Outcome
+from ..imc.outcome import ChatRequest, InviteTicket, Outcome, Outgoing
 from ..sip.message import Request
 from .admission import RETRY_AFTER, Admission
+from .rates import SenderRates
 
 __all__ = ["Decision", "Lifecycle", "RequestPolicy"]
 
@@ -47,7 +49,8 @@ class Decision:
     headers: tuple[tuple[str, str], ...] = ()
     durable_first: bool = False
     chat: bool = False
-    refused: bool = False
+    refused: bool = False  # by admission (overload)
+    limited: str | None = None  # refused by a per-request limit: "size" or "rate"
 
 
 _SHUTTING_DOWN = Decision(503, "Shutting down")
@@ -56,14 +59,28 @@ _OVERLOADED = Decision(
     503, "Service Unavailable", headers=(("Retry-After", str(RETRY_AFTER)),), refused=True
 )
 _DATABASE_ERROR = "Database error"
+_TOO_LARGE = Decision(413, "Request Entity Too Large", limited="size")
+_TOO_FAST = "Too Many Messages"
+SLOW_DOWN = "*** You are sending messages too fast; wait {seconds} s before the next one"
 
 
 class RequestPolicy:
-    def __init__(self, engine: ImcEngine, admission: Admission, durable: bool) -> None:
-        """`durable`: changes are written through to a database (db_mode 2)."""
+    def __init__(
+        self,
+        engine: ImcEngine,
+        admission: Admission,
+        durable: bool,
+        max_body: int = 0,
+        rates: SenderRates | None = None,
+    ) -> None:
+        """`durable`: changes are written through to a database (db_mode 2);
+        `max_body`: the largest MESSAGE body taken (0: any); `rates`: chat texts per
+        sender (None: no limit)."""
         self.engine = engine  # replaced after a reload (`reloaded`)
         self.admission = admission
         self.durable = durable
+        self.max_body = max_body
+        self.rates = rates
 
     def decide(
         self, request: Request, pending: int, lifecycle: Lifecycle, now: float
@@ -75,8 +92,15 @@ class RequestPolicy:
         engine = self.engine
         admission = self.admission
         body = request.body
+        if self.max_body and len(body) > self.max_body:
+            return _TOO_LARGE
+        is_text = not engine.is_command(body)
+        if is_text and self.rates is not None:
+            wait, first = self.rates.take(_sender_key(request.from_uri), now)
+            if wait:
+                return self._too_fast(request, wait, first)
         # The engine is a pure function: the backlog is the same before and after it.
-        if admission.refusing(pending) and not engine.is_command(body):
+        if is_text and admission.refusing(pending):
             # Still overloaded: refuse a text before spending anything more on it.
             admission.refuse()
             return _OVERLOADED
@@ -95,6 +119,19 @@ class RequestPolicy:
             if not admission.admit(pending, copies, now):
                 return _OVERLOADED
         return self._decision(outcome, chat=outcome.command is None and outcome.rc == 1)
+
+    def _too_fast(self, request: Request, wait: float, first: bool) -> Decision:
+        """503 with Retry-After for a sender over its rate; the first refusal of a burst
+        also tells the sender, from the room, in a notice."""
+        seconds = max(1, math.ceil(wait))
+        headers = (("Retry-After", str(seconds)),)
+        outcome = None
+        if first:
+            notice = Outgoing(
+                (request.from_uri,), request.uri, SLOW_DOWN.format(seconds=seconds).encode()
+            )
+            outcome = Outcome(rc=-1, status=503, reason=_TOO_FAST, messages=[notice])
+        return Decision(503, _TOO_FAST, outcome, headers, limited="rate")
 
     def delivery_failed(self, ticket: InviteTicket, status: int, reason: str) -> Decision:
         """An invitation's MESSAGE ended with `status` >= 300: the engine drops the
@@ -119,3 +156,8 @@ class RequestPolicy:
             outcome.status, outcome.reason, outcome,
             durable_first=self.durable and bool(outcome.changes), chat=chat,
         )
+
+
+def _sender_key(from_uri: str) -> str:
+    """Whose bucket a text draws on: the From URI without its parameters, any case."""
+    return from_uri.partition(";")[0].lower()

@@ -32,6 +32,11 @@ MAX_HASH_SIZE = 20  # 2^20 buckets is already far more than any room count needs
 DEFAULT_MAX_PENDING = 5_000
 MAX_DELIVERY_WORKERS = 64
 DEFAULT_DELIVERY_PORT = 5100  # 5100-5107 in kamailio-snippets/sidecar-front.cfg
+# bytes: above the ~32 KB text Kamailio's imc itself handles (longer ones it answers
+# 500 "command error", as the engine does), so no Kamailio user meets this limit
+DEFAULT_MAX_BODY = 65_536
+DEFAULT_SENDER_RATE = 100.0  # texts/s per sender: far above any person, below a flood
+DEFAULT_SENDER_BURST = 500
 DEFAULT_HISTORY_FLUSH = 0.5  # seconds between batches of usage history
 DEFAULT_HISTORY_QUEUE = 100_000  # history rows held while the database is slow or down
 MAX_RETENTION_DAYS = 100 * 366
@@ -151,6 +156,14 @@ class Settings:
     delivery_port: int = DEFAULT_DELIVERY_PORT
     """UDP port of the first delivery worker; worker i sends from `delivery_port + i`
     (a front proxy recognises the sidecar's traffic by these ports).  0: ephemeral."""
+    max_body: int = DEFAULT_MAX_BODY
+    """The largest MESSAGE body taken, in bytes; a larger one is answered 413.  0: any
+    (up to the SIP parser's 1 MiB)."""
+    sender_rate: float = DEFAULT_SENDER_RATE
+    """Chat texts per second one sender may send on average (0: no limit); past it, 503
+    with Retry-After and one notice per burst.  Commands are not limited."""
+    sender_burst: int = DEFAULT_SENDER_BURST
+    """Chat texts one sender may send at once before `sender_rate` applies."""
     history: bool = True
     """Record usage history (command events, one row per chat message with its
     delivery results) in our own tables, written in batches off the hot path."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from .model import (
     DEFAULT_DELIVERY_PORT,
     DEFAULT_HISTORY_FLUSH,
     DEFAULT_HISTORY_QUEUE,
+    DEFAULT_MAX_BODY,
     DEFAULT_MAX_PENDING,
     DEFAULT_RPC_BINRPC_PORT,
     DEFAULT_RPC_DGRAM_PORT,
     DEFAULT_RPC_HTTP_PORT,
+    DEFAULT_SENDER_BURST,
+    DEFAULT_SENDER_RATE,
     DEFAULT_SIP_PORT,
     MAX_DELIVERY_WORKERS,
     MAX_HASH_SIZE,
@@ -303,6 +307,14 @@ def _max_pending(raw: object) -> int:
     return _integer(raw, 0, 10_000_000, "must be an integer from 0 (no limit) to 10000000")
 
 
+def _max_body(raw: object) -> int:
+    return _integer(raw, 0, 1024 * 1024, "must be a number of bytes from 0 (any) to 1048576")
+
+
+def _sender_burst(raw: object) -> int:
+    return _integer(raw, 1, 1_000_000, "must be an integer from 1 to 1000000")
+
+
 def _delivery_workers(raw: object) -> int:
     return _integer(raw, 0, MAX_DELIVERY_WORKERS,
                     f"must be an integer from 0 (none) to {MAX_DELIVERY_WORKERS}")
@@ -315,6 +327,18 @@ def _port_or_zero(raw: object) -> int:
 def _history_db_url(raw: object) -> str | None:
     text = _text(raw).strip()
     return _db_url(text) if text else None
+
+
+def _rate(raw: object) -> float:
+    what = "must be a number of texts per second from 0 (no limit) to 1000000"
+    try:
+        value = float(raw) if isinstance(raw, int | float | str) and not isinstance(
+            raw, bool) else math.nan
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1_000_000:  # also refuses nan
+        raise BadValue(what)
+    return value
 
 
 def _seconds(low: float, high: float) -> Callable[[object], float]:
@@ -407,6 +431,14 @@ SPECS = (
     Spec("delivery_port", _port_or_zero,
           f"UDP port of delivery worker 0, worker i uses PORT+i (default "
           f"{DEFAULT_DELIVERY_PORT}; 0: ephemeral)", "PORT"),
+    Spec("max_body", _max_body,
+          f"largest MESSAGE body in bytes, larger ones get 413 (default {DEFAULT_MAX_BODY}; "
+          "0: any)", "BYTES"),
+    Spec("sender_rate", _rate,
+          f"chat texts per second per sender (default {DEFAULT_SENDER_RATE:g}; 0: no limit)",
+          "N"),
+    Spec("sender_burst", _sender_burst,
+          f"chat texts one sender may send at once (default {DEFAULT_SENDER_BURST})", "N"),
     Spec("history", _flag, "record usage history for analysts (default 1)", "0|1"),
     Spec("history_db_url", _history_db_url,
           "database of the usage history (default: the same as db_url)", "URL"),

@@ -7,6 +7,7 @@ import pytest
 from imc_sidecar.imc.engine import EngineConfig, ImcEngine
 from imc_sidecar.imc.outcome import ChatRequest, InviteTicket, Outcome
 from imc_sidecar.policy import Admission, Lifecycle, RequestPolicy
+from imc_sidecar.policy.rates import SenderRates
 from imc_sidecar.sip.message import Request
 from imc_sidecar.sip.parse import parse_message
 
@@ -124,3 +125,32 @@ def test_reloaded_replaces_the_engine() -> None:
     fresh = ImcEngine(EngineConfig())
     p.reloaded(fresh)
     assert p.engine is fresh
+
+
+def test_a_body_over_max_body_gets_413_before_anything_else() -> None:
+    p = RequestPolicy(ImcEngine(EngineConfig()), Admission(0), True, max_body=10)
+    decision = p.decide(request("alice", "#create " + "x" * 10), 0, RUNNING, 0.0)
+    assert (decision.status, decision.reason, decision.limited) == (
+        413, "Request Entity Too Large", "size")
+    assert decision.outcome is None and p.engine.find_room(ROOM) is None
+    assert p.decide(request("alice", "#create"), 0, RUNNING, 0.0).status == 200
+
+
+def test_a_fast_sender_is_refused_with_retry_after_and_one_notice_per_burst() -> None:
+    p = RequestPolicy(ImcEngine(EngineConfig()), Admission(0), True,
+                      rates=SenderRates(rate=1.0, burst=2))
+    room_with(p, "alice", "bob", "carol")
+    assert p.decide(request("alice", "one"), 0, RUNNING, 0.0).chat
+    assert p.decide(request("alice", "two"), 0, RUNNING, 0.0).chat
+    first = p.decide(request("alice", "three"), 0, RUNNING, 0.2)
+    assert (first.status, first.reason, first.headers, first.limited) == (
+        503, "Too Many Messages", (("Retry-After", "1"),), "rate")
+    assert first.outcome is not None and not first.outcome.changes
+    [notice] = first.outcome.messages
+    assert notice.recipients == ("sip:alice@example.com",) and notice.from_uri == ROOM
+    assert notice.body == b"*** You are sending messages too fast; wait 1 s before the next one"
+    again = p.decide(request("alice", "four"), 0, RUNNING, 0.3)
+    assert again.status == 503 and again.outcome is None  # no second notice in a burst
+    assert p.decide(request("bob", "hi"), 0, RUNNING, 0.3).chat  # others are served
+    assert p.decide(request("alice", "#members"), 0, RUNNING, 0.3).status == 200  # commands
+    assert p.decide(request("alice", "five"), 0, RUNNING, 1.2).chat  # a token is back

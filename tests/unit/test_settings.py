@@ -160,6 +160,10 @@ def test_error_names_setting_value_and_source(tmp_path: Path) -> None:
         ("sip_listen", "udp:127.0.0.1:5090,udp:127.0.0.1:5090", "listed twice"),
         ("log_level", "verbose", "must be one of debug, info, warning, error, critical"),
         ("trusted_sources", "", "needs at least one address or network"),
+        ("max_body", "-1", "must be a number of bytes from 0 (any) to 1048576"),
+        ("sender_rate", "nan", "must be a number of texts per second"),
+        ("sender_rate", "-2", "must be a number of texts per second"),
+        ("sender_burst", "0", "must be an integer from 1 to 1000000"),
         ("trusted_sources", "10.0.0.1/8", "must be an IP address or a network"),
         ("trusted_sources", "proxy.example", "must be an IP address or a network"),
     ],
@@ -170,6 +174,12 @@ def test_bad_values(name: str, value: str, message: str) -> None:
     assert error.startswith(f"{name}: ")
     assert message in error
     assert error.endswith(f" from {variable})")
+
+
+def test_limits() -> None:
+    s = _load(env={"IMC_MAX_BODY": "2048", "IMC_SENDER_RATE": "0.5", "IMC_SENDER_BURST": "10"})
+    assert (s.max_body, s.sender_rate, s.sender_burst) == (2048, 0.5, 10)
+    assert (_load().max_body, _load().sender_rate, _load().sender_burst) == (65536, 100.0, 500)
 
 
 def test_a_sip_port_off_loopback_needs_trusted_sources() -> None:

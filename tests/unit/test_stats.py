@@ -22,7 +22,8 @@ def test_names_sorted_in_group_imc() -> None:
         "active_rooms", "members", "received_messages", "chat_messages", "sent_messages",
         "failed_deliveries", "refused_messages", "pending_deliveries", "delivery_workers",
         "delivery_worker_restarts", "history_queued", "history_written", "history_dropped",
-        "history_errors", "untrusted_requests", "untrusted_responses",
+        "history_errors", "untrusted_requests", "untrusted_responses", "oversized_messages",
+        "rate_limited_messages",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 

@@ -81,7 +81,8 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     settings = Settings(
         db_url=f"sqlite:///{tmp_path / 'imc.sqlite'}", sip_listen=(SIDECAR,),
         rpc_http=(), rpc_dgram=(), rpc_binrpc=(), history=False, max_pending_deliveries=4,
-        trusted_sources=(ip_network("192.0.2.0/24"),),
+        trusted_sources=(ip_network("192.0.2.0/24"),), sender_rate=1.0, sender_burst=3,
+        max_body=100,
     )
     sidecar = Sidecar(settings, transports=MemoryWire, clock=ManualClock)
     await sidecar.start()
@@ -192,3 +193,35 @@ async def test_untrusted_sources_get_403_and_cannot_forge_a_delivery(rig: Rig) -
     assert rig.sidecar.endpoint.pending_requests == 0
     untrusted = {s.name: s.value for s in rig.sidecar.stats if s.name.startswith("untrusted")}
     assert untrusted == {"untrusted_requests": 1, "untrusted_responses": 1}
+
+
+async def test_a_flooding_sender_is_refused_and_told_once_while_others_are_served(
+    rig: Rig,
+) -> None:
+    await _room(rig, "alice", "bob")
+    for n in range(3):  # the burst
+        rig.send("alice", f"text {n}")
+        rig.answer(rig.wire.take())
+    rig.send("alice", "one too many")
+    sent = rig.wire.take()
+    [refusal] = rig.replies(sent)
+    assert (refusal.status, refusal.reason) == (503, "Too Many Messages")
+    assert refusal.headers.get("Retry-After") == "1"
+    [notice] = rig.requests(sent)
+    assert notice.uri == "sip:alice@192.0.2.1" and notice.body.startswith(b"*** You are")
+    rig.answer(sent)
+    rig.send("alice", "and another")
+    assert [r.status for r in rig.replies(rig.wire.take())] == [503]  # no second notice
+    rig.send("bob", "I can still talk")
+    sent = rig.wire.take()
+    assert [r.status for r in rig.replies(sent)] == [200]
+    rig.answer(sent)
+    rig.clock.advance(1.0)  # a token back
+    rig.send("alice", "slower now")
+    sent = rig.wire.take()
+    assert [r.status for r in rig.replies(sent)] == [200]
+    rig.answer(sent)
+    rig.send("bob", "x" * 101)  # over max_body
+    assert [r.status for r in rig.replies(rig.wire.take())] == [413]
+    counts = {s.name: s.value for s in rig.sidecar.stats}
+    assert (counts["rate_limited_messages"], counts["oversized_messages"]) == (2, 1)
