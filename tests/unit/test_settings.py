@@ -179,7 +179,7 @@ def test_bad_values(name: str, value: str, message: str) -> None:
 def test_limits() -> None:
     s = _load(env={"IMC_MAX_BODY": "2048", "IMC_SENDER_RATE": "0.5", "IMC_SENDER_BURST": "10"})
     assert (s.max_body, s.sender_rate, s.sender_burst) == (2048, 0.5, 10)
-    assert (_load().max_body, _load().sender_rate, _load().sender_burst) == (65536, 100.0, 500)
+    assert (_load().max_body, _load().sender_rate, _load().sender_burst) == (65536, 1000.0, 5000)
 
 
 def test_a_sip_port_off_loopback_needs_trusted_sources() -> None:
