@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -329,35 +328,30 @@ def _history_db_url(raw: object) -> str | None:
     return _db_url(text) if text else None
 
 
-def _rate(raw: object) -> float:
-    what = "must be a number of texts per second from 0 (no limit) to 1000000"
-    try:
-        value = float(raw) if isinstance(raw, int | float | str) and not isinstance(
-            raw, bool) else math.nan
-    except ValueError:
-        value = math.nan
-    if not 0 <= value <= 1_000_000:  # also refuses nan
+def _number(raw: object, low: float, high: float, what: str) -> float:
+    """A number (not a flag) from `low` to `high`, as text or a TOML number."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise BadValue(what) from None
+    else:
+        raise BadValue(what)
+    if not low <= value <= high:  # also refuses nan
         raise BadValue(what)
     return value
 
 
+def _rate(raw: object) -> float:
+    return _number(raw, 0, 1_000_000,
+                   "must be a number of texts per second from 0 (no limit) to 1000000")
+
+
 def _seconds(low: float, high: float) -> Callable[[object], float]:
     def parse(raw: object) -> float:
-        what = f"must be a number of seconds from {low:g} to {high:g}"
-        if isinstance(raw, bool):
-            raise BadValue(what)
-        if isinstance(raw, int | float):
-            value = float(raw)
-        elif isinstance(raw, str):
-            try:
-                value = float(raw)
-            except ValueError:
-                raise BadValue(what) from None
-        else:
-            raise BadValue(what)
-        if not low <= value <= high:  # also refuses nan
-            raise BadValue(what)
-        return value
+        return _number(raw, low, high, f"must be a number of seconds from {low:g} to {high:g}")
 
     return parse
 
