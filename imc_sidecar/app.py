@@ -260,7 +260,7 @@ class Sidecar:
                 self.stats.refused_messages += 1
             assert self.endpoint is not None
             self.endpoint.reply(
-                event.handle, decision.status, decision.reason, now, list(decision.headers)
+                event.handle, decision.status, decision.reason, now, list(decision.headers) or None
             )
             return
         self.stats.count_command(outcome.command, outcome.rc)

@@ -138,10 +138,14 @@ class SipEndpoint:
     def receive(
         self, data: bytes, peer: Peer, now: float
     ) -> list[RequestReceived | RequestCompleted]:
-        trusted = self._trusted
-        if trusted is not None and not trusted(peer.address[0]):
-            return self._untrusted(data, peer, now)
+        # From outside trusted_sources (policy/sources.py): a response is ignored, so
+        # nobody can answer for a member; a request is answered 403 through its server
+        # transaction (which absorbs retransmissions); junk gets no answer at all.
+        trusted = self._trusted is None or self._trusted(peer.address[0])
         if data[:8] == b"SIP/2.0 ":
+            if not trusted:
+                self.untrusted_responses += 1
+                return []
             # Most of what arrives: the answers to our chat copies.  Read only what
             # matching needs; anything unusual is parsed fully below.
             scanned = scan_response(data)
@@ -157,13 +161,17 @@ class SipEndpoint:
             # Requests: chat texts are plainly written; anything else is parsed fully.
             request = scan_request(data, self._parsed)
             if request is not None:
-                return self._on_request(request, peer, now)
+                return self._on_request(request, peer, now, trusted)
         try:
             message = parse_message(data, self._parsed)
         except ParseError as exc:
-            self._reject(exc, peer)
+            if trusted:
+                self._reject(exc, peer)
             return []
         if isinstance(message, Response):
+            if not trusted:  # a status line in another spelling ("sip/2.0")
+                self.untrusted_responses += 1
+                return []
             branch = message.top_via.branch
             if branch is None:
                 return []
@@ -171,29 +179,7 @@ class SipEndpoint:
                 branch, message.cseq[1], message.status, message.reason, now
             )
             return [] if done is None else [done]
-        return self._on_request(message, peer, now)
-
-    def _untrusted(
-        self, data: bytes, peer: Peer, now: float
-    ) -> list[RequestReceived | RequestCompleted]:
-        """From outside trusted_sources: a response is ignored, a request answered 403
-        (through its server transaction, which absorbs retransmissions), and nothing
-        reaches the application.  Junk gets no answer at all."""
-        if data[:8] == b"SIP/2.0 ":
-            self.untrusted_responses += 1
-            return []
-        if data[:1] in b"\r\n" and not data.strip(b"\r\n"):
-            return []  # a keep-alive
-        request = scan_request(data, self._parsed)
-        if request is None:
-            try:
-                message = parse_message(data, self._parsed)
-            except ParseError:
-                return []
-            if not isinstance(message, Request):
-                return []
-            request = message
-        return self._on_request(request, peer, now, trusted=False)
+        return self._on_request(message, peer, now, trusted)
 
     def _on_request(
         self, request: Request, peer: Peer, now: float, trusted: bool = True
