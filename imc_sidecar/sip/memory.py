@@ -24,7 +24,6 @@ class MemoryWire:
         self._batch_done = batch_done
         self.sent: list[Transmit] = []
         self.bound: list[Listen] = []
-        self.queued_bytes = 0
 
     async def start(self, listens: Iterable[ListenAddress], *, announce: bool = True) -> None:
         self.bound = [Listen(x.transport, x.host, x.port) for x in listens]

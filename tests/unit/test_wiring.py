@@ -225,3 +225,13 @@ async def test_a_flooding_sender_is_refused_and_told_once_while_others_are_serve
     assert [r.status for r in rig.replies(rig.wire.take())] == [413]
     counts = {s.name: s.value for s in rig.sidecar.stats}
     assert (counts["rate_limited_messages"], counts["oversized_messages"]) == (2, 1)
+
+
+async def test_a_transport_error_fails_the_copies_to_that_peer_at_once(rig: Rig) -> None:
+    await _room(rig, "alice", "bob")
+    rig.send("alice", "are you there?")
+    rig.wire.take()
+    assert rig.sidecar.endpoint is not None and rig.sidecar.endpoint.pending_requests == 1
+    rig.wire.fail(user("bob"))  # e.g. ICMP port unreachable for bob's address
+    assert rig.sidecar.endpoint.pending_requests == 0
+    assert rig.sidecar.stats.failed_deliveries == 1
