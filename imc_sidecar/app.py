@@ -20,6 +20,7 @@ from .history.records import FanoutTally
 from .history.writer import HistoryWriter
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
+from .imc.limits import RoomLimits
 from .imc.outcome import InviteTicket, Outcome
 from .policy import Admission, Decision, Lifecycle, RequestPolicy
 from .policy.rates import SenderRates
@@ -61,6 +62,11 @@ class Sidecar:
                 create_on_join=settings.create_on_join,
                 check_on_create=settings.check_on_create,
                 admit=check_fits if settings.db_mode == 2 else None,
+                limits=RoomLimits(
+                    members_per_room=settings.max_members_per_room,
+                    rooms_per_user=settings.max_rooms_per_user,
+                    rooms=settings.max_rooms,
+                ),
             )
         )
         self.policy = RequestPolicy(

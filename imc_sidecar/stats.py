@@ -25,6 +25,14 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "GROUP", "Stat", "Statistics"]
 
 GROUP = "imc"
+# The counter each kind of limit refusal is counted in (policy/requests.py, imc/limits.py).
+LIMIT_COUNTERS = {
+    "size": "oversized_messages",
+    "rate": "rate_limited_messages",
+    "room_members": "room_full_refusals",
+    "user_rooms": "user_rooms_refusals",
+    "rooms": "rooms_limit_refusals",
+}
 # Every canonical command the engine reports in Outcome.command (aliases folded).
 COMMANDS = (
     "accept", "add", "create", "destroy", "help", "invite", "join", "leave", "members",
@@ -65,6 +73,9 @@ class Statistics:
         self.refused_messages = 0  # chat texts refused with 503 while overloaded
         self.oversized_messages = 0  # MESSAGEs refused 413: body over max_body
         self.rate_limited_messages = 0  # chat texts refused 503: sender over sender_rate
+        self.room_full_refusals = 0  # commands refused: max_members_per_room reached
+        self.user_rooms_refusals = 0  # commands refused: max_rooms_per_user reached
+        self.rooms_limit_refusals = 0  # commands refused: max_rooms reached
         self.delivery_worker_restarts = 0  # delivery workers started again after dying
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         stats = [
@@ -78,8 +89,7 @@ class Statistics:
             self._counter("sent_messages"),
             self._counter("failed_deliveries"),
             self._counter("refused_messages"),
-            self._counter("oversized_messages"),
-            self._counter("rate_limited_messages"),
+            *(self._counter(name) for name in LIMIT_COUNTERS.values()),
             *(self._command(name) for name in COMMANDS),
             Stat(GROUP, "history_queued", self._history_queued, None),
             # Counted where they happen (the endpoint, the workers), read live here.
@@ -103,11 +113,9 @@ class Statistics:
             self.commands[command] += 1
 
     def count_limited(self, limit: str) -> None:
-        """Count one request refused by a per-request limit ("size" or "rate")."""
-        if limit == "size":
-            self.oversized_messages += 1
-        else:
-            self.rate_limited_messages += 1
+        """Count one request refused by a limit, by its kind (`LIMIT_COUNTERS`)."""
+        name = LIMIT_COUNTERS[limit]
+        setattr(self, name, getattr(self, name) + 1)
 
     # -- lookups (Kamailio's semantics) ------------------------------------------------
 

@@ -21,6 +21,7 @@ from .changes import (
     RoomCreated,
     RoomDestroyed,
 )
+from .limits import NO_LIMITS, LimitReached, RoomLimits, member_limit, room_limit
 from .model import MEMBER_ADMIN, MEMBER_INVITED, MEMBER_OWNER, ROOM_PRIVATE, Member, Room
 from .outcome import ChatRequest, InviteTicket, Outgoing
 from .rooms import RoomTable
@@ -107,11 +108,13 @@ class Reason:
 
 
 class Refused(Exception):
-    """The command failed: rc is the command's error code, `reason` the SIP phrase."""
+    """The command failed: rc is the command's error code, `reason` the SIP phrase,
+    `limit` the kind of room limit reached (limits.py), if that was why."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, limit: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.limit = limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +191,14 @@ class CommandRunner:
         create_on_join: bool,
         check_on_create: bool,
         admit: Admit | None = None,
+        limits: RoomLimits = NO_LIMITS,
     ) -> None:
         self.table = table
         self.start = start  # the whole configured string, echoed in notices
         self.create_on_join = create_on_join
         self.check_on_create = check_on_create
         self.admit = admit
+        self.limits = limits
 
     def run(self, ctx: Context, command: str) -> None:
         """Run one command; raises Refused when it fails."""
@@ -446,6 +451,8 @@ class CommandRunner:
 
     def _create_room(self, ctx: Context, target: SipUri, flags: int) -> None:
         uri = f"sip:{target.user}@{target.host}"
+        _refuse_at(room_limit(self.limits, self.table))
+        _refuse_at(member_limit(self.limits, self.table, None, ctx.src.user, ctx.src.host))
         self._check(
             RoomCreated(target.user, target.host, flags),
             MemberAdded(uri, ctx.src.user, ctx.src.host, MEMBER_OWNER),
@@ -457,6 +464,7 @@ class CommandRunner:
         self._notify(ctx, room, owner.uri, texts.ROOM_CREATED)
 
     def _add_member(self, ctx: Context, room: Room, user: str, domain: str, flags: int) -> Member:
+        _refuse_at(member_limit(self.limits, self.table, room, user, domain))
         self._check(MemberAdded(room.uri, user, domain, flags))
         member = self.table.add_member(room, user, domain, flags)
         ctx.changes.append(MemberAdded(room.uri, member.user, member.domain, flags))
@@ -491,3 +499,8 @@ class CommandRunner:
             ctx.messages.append(
                 Outgoing(recipients, room.uri, body, in_reply_to=ctx.request.call_id)
             )
+
+
+def _refuse_at(reached: LimitReached | None) -> None:
+    if reached is not None:
+        raise Refused(reached.reason, reached.kind)

@@ -14,6 +14,7 @@ from ..sip.uri import SipUri, UriError, parse_uri
 from . import texts
 from .changes import Admit, MemberRemoved, StoredRoom, room_of
 from .commands import ERROR_CODES, CommandRunner, Context, Reason, Refused, parse_command
+from .limits import NO_LIMITS, RoomLimits
 from .model import MEMBER_INVITED, Room
 from .outcome import ChatRequest, InviteTicket, Outcome, Outgoing
 from .rooms import RoomTable
@@ -38,6 +39,7 @@ class EngineConfig:
     create_on_join: bool = True
     check_on_create: bool = False
     admit: Admit | None = None  # the store's limits, checked before anything changes
+    limits: RoomLimits = NO_LIMITS  # members per room, rooms per user, rooms
 
 
 def _ok(command: str | None, ctx: Context | None = None) -> Outcome:
@@ -68,6 +70,7 @@ class ImcEngine:
             config.create_on_join,
             config.check_on_create,
             config.admit,
+            config.limits,
         )
 
     # -- state -------------------------------------------------------------------------
@@ -131,6 +134,7 @@ class ImcEngine:
         except Refused as refused:
             # Commands check before they change anything, so a refusal leaves no trace.
             outcome = _failed(ERROR_CODES[parsed.command], refused.reason, parsed.command)
+            outcome.limit = refused.limit
         else:
             outcome = _ok(parsed.command, ctx)
         outcome.actor = f"sip:{src.user}@{src.host}"

@@ -57,6 +57,7 @@ class Outcome:
     `actor` (the sender, `sip:user@host`) and `room` (the room acted on, or the
     Request-URI's room for a refusal) are set for commands and accepted chat texts, for
     the usage history, as is `detail`: the final status of a failed invitation's delivery.
+    `limit` names the room limit that refused a command (limits.py), for the counters.
     """
 
     rc: int
@@ -68,3 +69,4 @@ class Outcome:
     actor: str = ""
     room: str = ""
     detail: str | None = None
+    limit: str | None = None

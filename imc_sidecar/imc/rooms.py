@@ -47,6 +47,9 @@ class RoomTable:
         self._index: dict[tuple[str, str], _Entry] = {}
         # bucket -> rooms by key, oldest first; iterated reversed to get head-first order.
         self._buckets: dict[int, dict[tuple[str, str], Room]] = {}
+        # (user, domain) lower case -> rooms that user is in; built on first use (only
+        # the rooms-per-user limit asks), so loading and chat never pay for it.
+        self._memberships: dict[tuple[str, str], int] | None = None
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -74,6 +77,8 @@ class RoomTable:
 
     def remove(self, room: Room) -> None:
         entry = self._index.pop(room.key)
+        for key in entry.members:
+            self._count_membership(key, -1)
         rooms = self._buckets[entry.bucket]
         del rooms[room.key]
         if not rooms:
@@ -91,6 +96,7 @@ class RoomTable:
         that uses it.
         """
         index = self._index
+        self._memberships = None  # rebuilt when next asked
         domains: dict[str, tuple[str, str]] = {}  # as stored -> (shared copy, lower case)
         for name, domain, flags, stored_members in stored:
             shared = domains.get(domain)
@@ -117,6 +123,7 @@ class RoomTable:
         if member.key in entry.members:
             raise KeyError(f"{member.uri} is already in {room.uri}")
         entry.members[member.key] = member
+        self._count_membership(member.key, 1)
         # The first member is the head; each later one goes right after it.
         room.members.insert(1 if room.members else 0, member)
         entry.active = None
@@ -125,8 +132,33 @@ class RoomTable:
     def remove_member(self, room: Room, member: Member) -> None:
         entry = self._entry(room)
         del entry.members[member.key]
+        self._count_membership(member.key, -1)
         room.members.remove(member)
         entry.active = None
+
+    def member_count(self, room: Room) -> int:
+        """Members of `room`, invitees included."""
+        return len(self._entry(room).members)
+
+    def rooms_of(self, user: str, domain: str) -> int:
+        """Rooms `user@domain` is a member of or invited to, any case."""
+        if self._memberships is None:
+            counts: dict[tuple[str, str], int] = {}
+            for entry in self._index.values():
+                for key in entry.members:
+                    counts[key] = counts.get(key, 0) + 1
+            self._memberships = counts
+        return self._memberships.get((user.lower(), domain.lower()), 0)
+
+    def _count_membership(self, key: tuple[str, str], step: int) -> None:
+        counts = self._memberships
+        if counts is None:
+            return
+        total = counts.get(key, 0) + step
+        if total:
+            counts[key] = total
+        else:
+            del counts[key]
 
     def set_flags(self, room: Room, member: Member, flags: int) -> None:
         member.flags = flags

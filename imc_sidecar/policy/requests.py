@@ -50,7 +50,8 @@ class Decision:
     durable_first: bool = False
     chat: bool = False
     refused: bool = False  # by admission (overload)
-    limited: str | None = None  # refused by a per-request limit: "size" or "rate"
+    # refused by a limit: "size" or "rate" (this policy's), or a room limit's kind
+    limited: str | None = None
 
 
 _SHUTTING_DOWN = Decision(503, "Shutting down")
@@ -155,6 +156,7 @@ class RequestPolicy:
         return Decision(
             outcome.status, outcome.reason, outcome,
             durable_first=self.durable and bool(outcome.changes), chat=chat,
+            limited=outcome.limit,
         )
 
 

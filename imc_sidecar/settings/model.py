@@ -40,6 +40,12 @@ DEFAULT_MAX_BODY = 65_536
 # here) are not refused, yet a runaway sender is held to it.
 DEFAULT_SENDER_RATE = 1000.0
 DEFAULT_SENDER_BURST = 5000
+# Room limits: far above what people use (ejabberd ships 200 members per room and 100
+# rooms per user) and above bench/'s largest shapes (250 members), so only a runaway
+# client meets them; they bound one room's fan-out and the server's memory.
+DEFAULT_MAX_MEMBERS_PER_ROOM = 1000
+DEFAULT_MAX_ROOMS_PER_USER = 1000
+DEFAULT_MAX_ROOMS = 1_000_000
 DEFAULT_HISTORY_FLUSH = 0.5  # seconds between batches of usage history
 DEFAULT_HISTORY_QUEUE = 100_000  # history rows held while the database is slow or down
 MAX_RETENTION_DAYS = 100 * 366
@@ -167,6 +173,14 @@ class Settings:
     with Retry-After and one notice per burst.  Commands are not limited."""
     sender_burst: int = DEFAULT_SENDER_BURST
     """Chat texts one sender may send at once before `sender_rate` applies."""
+    max_members_per_room: int = DEFAULT_MAX_MEMBERS_PER_ROOM
+    """Members of one room, invitees included; adding one more is refused ("Room is
+    full").  0: no limit."""
+    max_rooms_per_user: int = DEFAULT_MAX_ROOMS_PER_USER
+    """Rooms one user may belong to or be invited to; one more is refused.  0: no limit."""
+    max_rooms: int = DEFAULT_MAX_ROOMS
+    """Rooms on this server; creating one more is refused.  Rooms already in the
+    database are all loaded, whatever their number.  0: no limit."""
     history: bool = True
     """Record usage history (command events, one row per chat message with its
     delivery results) in our own tables, written in batches off the hot path."""

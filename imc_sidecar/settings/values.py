@@ -22,7 +22,10 @@ from .model import (
     DEFAULT_HISTORY_FLUSH,
     DEFAULT_HISTORY_QUEUE,
     DEFAULT_MAX_BODY,
+    DEFAULT_MAX_MEMBERS_PER_ROOM,
     DEFAULT_MAX_PENDING,
+    DEFAULT_MAX_ROOMS,
+    DEFAULT_MAX_ROOMS_PER_USER,
     DEFAULT_RPC_BINRPC_PORT,
     DEFAULT_RPC_DGRAM_PORT,
     DEFAULT_RPC_HTTP_PORT,
@@ -310,6 +313,10 @@ def _max_body(raw: object) -> int:
     return _integer(raw, 0, 1024 * 1024, "must be a number of bytes from 0 (any) to 1048576")
 
 
+def _count_limit(raw: object) -> int:
+    return _integer(raw, 0, 100_000_000, "must be an integer from 0 (no limit) to 100000000")
+
+
 def _sender_burst(raw: object) -> int:
     return _integer(raw, 1, 1_000_000, "must be an integer from 1 to 1000000")
 
@@ -433,6 +440,14 @@ SPECS = (
           "N"),
     Spec("sender_burst", _sender_burst,
           f"chat texts one sender may send at once (default {DEFAULT_SENDER_BURST})", "N"),
+    Spec("max_members_per_room", _count_limit,
+          f"members of one room, invitees included (default {DEFAULT_MAX_MEMBERS_PER_ROOM}; "
+          "0: no limit)", "N"),
+    Spec("max_rooms_per_user", _count_limit,
+          f"rooms one user may be in or invited to (default {DEFAULT_MAX_ROOMS_PER_USER}; "
+          "0: no limit)", "N"),
+    Spec("max_rooms", _count_limit,
+          f"rooms on this server (default {DEFAULT_MAX_ROOMS}; 0: no limit)", "N"),
     Spec("history", _flag, "record usage history for analysts (default 1)", "0|1"),
     Spec("history_db_url", _history_db_url,
           "database of the usage history (default: the same as db_url)", "URL"),

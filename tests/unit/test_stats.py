@@ -23,7 +23,8 @@ def test_names_sorted_in_group_imc() -> None:
         "failed_deliveries", "refused_messages", "pending_deliveries", "delivery_workers",
         "delivery_worker_restarts", "history_queued", "history_written", "history_dropped",
         "history_errors", "untrusted_requests", "untrusted_responses", "oversized_messages",
-        "rate_limited_messages",
+        "rate_limited_messages", "room_full_refusals", "user_rooms_refusals",
+        "rooms_limit_refusals",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 
