@@ -10,6 +10,9 @@ Comparisons (same shapes, same senders, same receivers, both arms in the same ru
 * ``history``    -- the sidecar of ``engine`` B against itself: A with ``--history 0``,
   B with ``--history 1`` (usage history recorded; shapes 10x10 and 100x5 by default).
 
+``--soak`` runs none of them: it keeps ``engine`` B's sidecar at half its clean edge for
+ten minutes and follows its memory (bench/soak.py).
+
 The sidecar of ``engine`` and ``deployment`` runs with usage history on (``--history 1``,
 the default: what users get).  Before the comparisons, ``generator`` measures the load
 generator alone (sipp straight to the member sockets), which bounds what the box can
@@ -42,6 +45,7 @@ from .layout import (
 from .report import machine_facts, render_markdown, targets
 from .runner import ArmResult, ReceiverPool, Runner, Settings, System, run_arm
 from .scale import run_scale
+from .soak import DEFAULT_DURATION, DEFAULT_INTERVAL, run_soak, soak_markdown
 from .systems import FrontAndSidecar, KamailioImc, Sidecar
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,6 +71,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="smoke mode: one shape, one low rate, a few seconds per arm",
     )
     p.add_argument("--scale", action="store_true", help="only the scale figures")
+    p.add_argument(
+        "--soak",
+        action="store_true",
+        help="only a soak: the engine comparison's sidecar at half its clean edge for "
+        "--soak-duration seconds, RSS and statistics sampled (first shape of --shapes, "
+        "default 10x10); writes soak.*",
+    )
+    p.add_argument(
+        "--soak-duration",
+        type=float,
+        default=DEFAULT_DURATION,
+        help=f"seconds of soak traffic (default {DEFAULT_DURATION:.0f})",
+    )
+    p.add_argument(
+        "--soak-interval",
+        type=float,
+        default=DEFAULT_INTERVAL,
+        help=f"seconds between samples: one sipp segment each (default {DEFAULT_INTERVAL:.0f})",
+    )
+    p.add_argument(
+        "--soak-edge",
+        type=float,
+        help="the sidecar's clean edge in deliveries/s (the soak runs at half of it); "
+        "default: measured first, as the engine comparison does",
+    )
     p.add_argument("--no-scale", action="store_true", help="skip the scale figures")
     p.add_argument(
         "--no-generator", action="store_true", help="skip measuring the load generator alone"
@@ -168,10 +197,12 @@ def ratios(a: ArmResult, b: ArmResult) -> dict[str, float | None]:
 
 
 def output_stem(args: argparse.Namespace, comparisons: list[str]) -> str:
-    """quick, scale, latest (everything, the figures README shows) or partial: a run of
+    """quick, soak, scale, latest (everything, the figures README shows) or partial: a run of
     some comparisons, shapes or parts never overwrites the full run's results."""
     if args.quick:
         return "quick"
+    if args.soak:
+        return "soak"
     if args.scale:
         return "scale"
     full = (
@@ -205,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in comparisons:
         if c not in COMPARISONS:
             raise SystemExit(f"bench/run: unknown comparison {c!r}")
+    if args.soak and (args.quick or args.scale):
+        raise SystemExit("bench/run: --soak runs alone, without --quick or --scale")
     stem = output_stem(args, comparisons)
     per_comparison = comparison_shapes(args, comparisons)
     shapes: list[Shape] = []  # every shape of the run, in order of first use
@@ -259,24 +292,19 @@ def main(argv: list[str] | None = None) -> int:
         "scale": None,
     }
     try:
-        if not args.scale:
-            run_comparisons(args, report, workdir, shapes, per_comparison, settings)
-        if args.scale or (not args.no_scale and not args.quick):
-            print("scale figures", flush=True)
-            sizes = [int(x) for x in args.scale_rooms.split(",") if x]
-            ksizes = tuple(int(x) for x in args.scale_kamailio_rooms.split(",") if x)
-            report["scale"] = run_scale(workdir / "scale", sizes, kamailio_sizes=ksizes).to_json()
-        elif args.quick and not args.no_scale:
-            print("scale figures (quick: 0 and 1000 rooms)", flush=True)
-            report["scale"] = run_scale(
-                workdir / "scale", [0, 1000], repeats=2, kamailio_sizes=(300,), quiet=False
-            ).to_json()
+        if args.soak:
+            run_soak_mode(args, report, workdir, settings)
+        else:
+            if not args.scale:
+                run_comparisons(args, report, workdir, shapes, per_comparison, settings)
+            run_scale_figures(args, report, workdir)
     finally:
         report["duration_s"] = round(time.time() - began, 1)
-        report["targets"] = targets(report)
+        if not args.soak:
+            report["targets"] = targets(report)
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-        markdown = render_markdown(report)
+        markdown = soak_markdown(report) if args.soak else render_markdown(report)
         (out_dir / f"{stem}.md").write_text(markdown)
         print(markdown, flush=True)
         print(f"bench: wrote {out_dir / (stem + '.md')} and {stem}.json", flush=True)
@@ -296,6 +324,46 @@ def sidecar_history_setting() -> dict[str, Any]:
         "default_history": defaults.history,
         "flush_interval_s": defaults.history_flush_interval,
     }
+
+
+def run_scale_figures(args: argparse.Namespace, report: dict[str, Any], workdir: Path) -> None:
+    """The scale figures, unless the run leaves them out (quick: two small sizes)."""
+    if args.scale or (not args.no_scale and not args.quick):
+        print("scale figures", flush=True)
+        sizes = [int(x) for x in args.scale_rooms.split(",") if x]
+        ksizes = tuple(int(x) for x in args.scale_kamailio_rooms.split(",") if x)
+        report["scale"] = run_scale(workdir / "scale", sizes, kamailio_sizes=ksizes).to_json()
+    elif args.quick and not args.no_scale:
+        print("scale figures (quick: 0 and 1000 rooms)", flush=True)
+        report["scale"] = run_scale(
+            workdir / "scale", [0, 1000], repeats=2, kamailio_sizes=(300,), quiet=False
+        ).to_json()
+
+
+def run_soak_mode(
+    args: argparse.Namespace, report: dict[str, Any], workdir: Path, settings: Settings
+) -> None:
+    """The soak (bench/soak.py) on the first shape of ``--shapes`` (default 10x10)."""
+    shape = Shape.parse(args.shapes.split(",")[0]) if args.shapes else SHAPES[0]
+    pool = Pool([shape], args.member_net)
+    receivers = ReceiverPool(
+        workdir / "receivers", pool, args.receiver_processes, python=args.python_receivers
+    )
+    receivers.start()
+    report["settings"].update(
+        shapes=[shape.name], comparison_shapes={}, receivers=receivers.kind,
+        member_sockets=len(pool.members), member_net=f"127.{args.member_net}.R.M",
+    )  # fmt: skip
+    try:
+        result = run_soak(
+            Runner(workdir, receivers, settings), workdir, pool, shape,
+            edge=args.soak_edge, edge_start=START["engine"] / shape.fanout,
+            duration=args.soak_duration, interval=args.soak_interval,
+            delivery_workers=args.delivery_workers,
+        )  # fmt: skip
+        report["soak"] = result.to_json()
+    finally:
+        receivers.stop()
 
 
 def _arm_systems(

@@ -381,16 +381,9 @@ def _steps_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
-    m = report["machine"]
-    s = report["settings"]
-    hist = history_setting(report) if set(report["comparisons"]) - {"history"} else ""
-    out = [
-        f"# imc_sidecar benchmark ({report['mode']}), {report['started']}",
-        "",
-        f"Command: `{report['command']}` (run from the repository root; took "
-        f"{report.get('duration_s', 0) / 60:.1f} min).",
-        "",
+def machine_table(m: dict[str, Any]) -> list[str]:
+    """The machine a run measured, from :func:`machine_facts`."""
+    return [
         "| machine | |",
         "|---|---|",
         f"| CPU | {m['cpu_model']}, {m['cores']} cores ({m['cpu_mhz']} MHz) |",
@@ -402,6 +395,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| sidecar | {m['sidecar']} |",
         f"| UDP buffers | net.core.rmem_max {m['net.core.rmem_max']}, "
         f"wmem_max {m['net.core.wmem_max']} |",
+    ]
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    s = report["settings"]
+    hist = history_setting(report) if set(report["comparisons"]) - {"history"} else ""
+    out = [
+        f"# imc_sidecar benchmark ({report['mode']}), {report['started']}",
+        "",
+        f"Command: `{report['command']}` (run from the repository root; took "
+        f"{report.get('duration_s', 0) / 60:.1f} min).",
+        "",
+        *machine_table(m),
         "",
         f"Setup: Kamailio with {s['kamailio_children']} UDP workers, `-m {s['kamailio_shm_mb']}` "
         "MB shared memory, 4 MB UDP receive buffers (`maxbuffer`), errors-only "

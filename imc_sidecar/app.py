@@ -9,6 +9,7 @@ first) → `_emit`: the reply, and the copies to the endpoint or the delivery wo
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 import time
@@ -23,17 +24,19 @@ from .imc.headers import header_block
 from .imc.limits import RoomLimits
 from .imc.outcome import InviteTicket, Outcome
 from .policy import Admission, Decision, Lifecycle, RequestPolicy
+from .policy.connections import ConnectionCounts, ConnectionLimits
+from .policy.database import DatabaseHealth
 from .policy.rates import SenderRates
 from .policy.sources import TrustedSources
 from .rpc.methods import build_registry
 from .rpc.server import RpcServers
-from .runtime import tune_gc
+from .runtime import raise_open_files, tune_gc
 from .settings import Settings
 from .sip.driver import Clock, EndpointDriver, EventLoopClock, Events, TransportsFactory
 from .sip.endpoint import EndpointConfig, RequestReceived, ServerHandle, SipEndpoint
 from .sip.transport import SipTransports
 from .stats import Statistics
-from .store.repository import Store
+from .store.repository import Store, StoreError, StoreUnavailable
 from .store.schema import check_fits
 
 __all__ = ["Sidecar"]
@@ -42,6 +45,9 @@ log = logging.getLogger("imc_sidecar")
 
 # How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
 _STOP_GRACE = 5.0
+# Descriptors kept beside the SIP TCP connections: database pools, RPC sockets, delivery
+# workers' channels, logs.
+_FILES_BESIDE_TCP = 256
 
 
 class Sidecar:
@@ -49,11 +55,12 @@ class Sidecar:
         self,
         settings: Settings,
         *,
-        transports: TransportsFactory = SipTransports,
+        transports: TransportsFactory | None = None,
         clock: Callable[[Callable[[], None]], Clock] = EventLoopClock,
     ) -> None:
         """`transports` and `clock` are the edges a wiring test replaces (an in-memory
-        wire, a hand-driven clock)."""
+        wire, a hand-driven clock); by default the real sockets, TCP held to the
+        settings' sip_tcp_* limits."""
         self.settings = settings
         engine = ImcEngine(
             EngineConfig(
@@ -73,8 +80,10 @@ class Sidecar:
             engine, Admission(settings.max_pending_deliveries), durable=settings.db_mode == 2,
             max_body=settings.max_body,
             rates=SenderRates(settings.sender_rate, settings.sender_burst),
+            database=DatabaseHealth(),
         )
         self.store: Store | None = None
+        self.tcp_counts = ConnectionCounts()  # what the SIP TCP limits did
         # Read by the RPC methods (RpcContext); the getter follows engine replacement.
         self.stats = Statistics(
             lambda: self.engine,
@@ -82,14 +91,24 @@ class Sidecar:
             lambda: 0 if self.delivery is None else self.delivery.running,
             lambda: None if self.history is None else self.history.writer,
             self._untrusted,
+            self.tcp_counts,
+            lambda: self.database if self.store is not None else None,
         )
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
+        if transports is None:
+            transports = functools.partial(
+                SipTransports, tcp_limits=_tcp_limits(settings), tcp_counts=self.tcp_counts
+            )
         self.driver = EndpointDriver(self._dispatch, transports=transports, clock=clock)
         self.delivery: DeliveryPool | None = None
         self.history: HistoryRecorder | None = None
-        self._writes: set[asyncio.Task[None]] = set()
+        # Commands whose changes are in memory and not yet committed, oldest first: what
+        # is taken back, newest first, when the database stops answering.
+        self._in_flight: dict[int, Outcome] = {}
+        self._writes: set[asyncio.Future[None]] = set()
         self._resync: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self._stopping = False
 
     @property
@@ -110,6 +129,7 @@ class Sidecar:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        _open_files_for_tcp(self.settings)
         # Workers start (import, bind) while the rooms load.
         workers = asyncio.get_running_loop().create_task(self._start_delivery())
         try:
@@ -147,7 +167,9 @@ class Sidecar:
     async def _load(self) -> None:
         if self.settings.db_mode == 2:
             self.store = await Store.open(
-                self.settings.db_url, self.settings.rooms_table, self.settings.members_table
+                self.settings.db_url, self.settings.rooms_table, self.settings.members_table,
+                connect_timeout=self.settings.db_connect_timeout,
+                statement_timeout=self.settings.db_statement_timeout,
             )
             # A bulk load creates millions of objects and no garbage: collector passes
             # over them would cost seconds.  They are frozen (out of the collector's
@@ -181,8 +203,9 @@ class Sidecar:
         """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
         self._stopping = True
         await self.rpc.close()
-        if self._resync is not None:
-            self._resync.cancel()
+        for task in (self._resync, self._recovery):
+            if task is not None:
+                task.cancel()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
         loop = asyncio.get_running_loop()
@@ -237,23 +260,26 @@ class Sidecar:
             return
         self.stats.failed_deliveries += 1
         if isinstance(context, InviteTicket):
-            self._carry_out(self.policy.delivery_failed(context, status, reason), None)
+            self._invite_failed(context, status, reason)
+
+    def _invite_failed(self, ticket: InviteTicket, status: int, reason: str) -> None:
+        self._carry_out(self.policy.delivery_failed(ticket, status, reason, self.lifecycle), None)
 
     def _delivery_failed(self, status: int, reason: str) -> None:
-        """A copy a delivery worker sent without a context failed."""
+        """A copy a delivery worker sent failed (each one, as it ends)."""
         self.stats.failed_deliveries += 1
 
     def _delivery_result(
         self, context: object, delivered: int, failed: int, worst: int, reason: str,
         last: float,
     ) -> None:
-        """Every copy of a share a delivery worker took with a context has ended."""
-        self.stats.failed_deliveries += failed
+        """Every copy of a share a delivery worker took with a context has ended (each
+        failed one was counted as it ended, by `_delivery_failed`)."""
         if isinstance(context, FanoutTally):
             assert self.history is not None
             self.history.answered_many(context, delivered, failed, worst, last)
         elif isinstance(context, InviteTicket) and failed:
-            self._carry_out(self.policy.delivery_failed(context, worst, reason), None)
+            self._invite_failed(context, worst, reason)
 
     def _on_request(self, event: RequestReceived, now: float) -> None:
         self.stats.received_messages += 1
@@ -297,50 +323,140 @@ class Sidecar:
 
     # -- outbound ----------------------------------------------------------------------
 
+    @property
+    def database(self) -> DatabaseHealth:
+        """Whether the database answers (what the RPC and the statistics show)."""
+        return self.policy.database
+
+    def database_status(self) -> dict[str, int | float | str]:
+        """For the RPC (`sidecar.database`): the rooms' database and whether it answers."""
+        if self.store is None:  # db_mode 0: rooms live in memory only
+            return {"database": "", "reachable": 1, "seconds": 0, "outages": 0, "error": ""}
+        return {"database": self.store.label, **self.database.status(self._now())}
+
     def _carry_out(self, decision: Decision, handle: ServerHandle | None) -> None:
         """Reply and send notices; when state changed, only after it is durable."""
-        assert decision.outcome is not None
+        outcome = decision.outcome
+        assert outcome is not None
         if decision.durable_first and self.store is not None:
-            task = asyncio.get_running_loop().create_task(self._commit(decision.outcome, handle))
-            self._writes.add(task)
-            task.add_done_callback(self._writes.discard)
+            self._write(outcome, handle)
             return
-        self._emit(decision.outcome, handle, reply_headers=decision.headers)
+        self._emit(outcome, handle, reply_headers=decision.headers)
 
-    async def _commit(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+    def _write(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+        """Queue `outcome`'s changes; its reply and notices leave once they are committed.
+
+        The store settles its futures in commit order and their callbacks run in that
+        order, so when a write fails every command still in `_in_flight` is newer.
+        """
         assert self.store is not None
         try:
-            await self.store.apply(outcome.changes)
-        except Exception as exc:
-            log.error("could not store the changes of %s: %s", outcome.command, exc)
-            outcome = self.policy.write_failed(outcome)
-            if self._resync is None:  # Lifecycle.RELOADING until memory equals the database
-                self._resync = asyncio.get_running_loop().create_task(self._reload())
-        self._emit(outcome, handle)
+            done = self.store.submit(outcome.changes)
+        except StoreError as exc:  # too long for a column, or the database is down
+            self._write_failed(outcome, handle, exc)
+            return
+        key = id(outcome)
+        self._in_flight[key] = outcome
+        self._writes.add(done)
+        done.add_done_callback(self._writes.discard)
+        done.add_done_callback(lambda _: self._written(key, outcome, handle, done))
+
+    def _written(
+        self, key: int, outcome: Outcome, handle: ServerHandle | None, done: asyncio.Future[None]
+    ) -> None:
+        self._in_flight.pop(key, None)
+        error = StoreError("write cancelled") if done.cancelled() else done.exception()
+        if error is None:
+            outcome.undo = None  # durable: nothing to take back any more
+            self._emit(outcome, handle)
+        else:
+            self._write_failed(outcome, handle, error)
         self.driver.flush()
 
-    async def _reload(self) -> None:
-        """Make memory equal the database again after a failed write.
+    def _write_failed(
+        self, outcome: Outcome, handle: ServerHandle | None, error: BaseException
+    ) -> None:
+        unavailable = isinstance(error, StoreUnavailable)
+        if unavailable:
+            self._database_lost(str(error), outcome)
+        else:
+            # The database refused it (a constraint, a trigger): memory takes it back at
+            # once, then is reloaded, since commands after it may have been written.
+            log.error("could not store the changes of %s: %s", outcome.command, error)
+            self._take_back(outcome)
+            if self._resync is None:  # Lifecycle.RELOADING until memory equals the database
+                self._resync = asyncio.get_running_loop().create_task(self._reload())
+        decision = self.policy.write_failed(outcome, unavailable)
+        assert decision.outcome is not None
+        if decision.limited is not None:
+            self.stats.count_limited(decision.limited)
+        self._emit(decision.outcome, handle, reply_headers=decision.headers)
 
-        New requests are answered 503 meanwhile, so none can act on a state that is
-        about to be replaced; writes already queued finish first.
+    def _take_back(self, failed: Outcome | None) -> None:
+        """Take every change the database may not hold out of memory, newest first: the
+        commands still in flight, then `failed`, which is older than all of them."""
+        for outcome in reversed(self._in_flight.values()):
+            self.engine.undo(outcome)
+        self._in_flight.clear()
+        if failed is not None:
+            self.engine.undo(failed)
+
+    def _database_lost(self, error: str, failed: Outcome | None = None) -> None:
+        """The database stopped answering: take back what it may not hold (`failed`, the
+        oldest write that failed, and everything newer) and probe it until it answers."""
+        self._take_back(failed)
+        if self.database.reachable:
+            log.error("database unreachable (%s): chat goes on; changing commands are "
+                      "refused until it answers", error)
+        self.database.lost(self._now(), error)
+        if self._recovery is None:
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Probe the database until it answers, then reload memory from it: a write that
+        failed mid-commit may have been committed after all, and only the database
+        knows."""
+        assert self.store is not None
+        try:
+            while True:
+                await asyncio.sleep(self.database.retry_in())
+                try:
+                    await self.store.probe()
+                except StoreError as exc:
+                    self.database.error = str(exc)
+                    continue
+                break
+            self.store.resume()
+            self._resync = asyncio.get_running_loop().create_task(self._reload())
+        finally:
+            self._recovery = None
+
+    async def _reload(self) -> None:
+        """Make memory equal the database again.
+
+        Meanwhile chat and reading commands are served from the old memory, and
+        commands that would change it are refused (`RequestPolicy.can_change`): a
+        change made there would be lost with it.  Writes already queued finish first.
+        If the database does not answer, memory stays as it is and the sidecar goes on
+        without it (`_database_lost`) until it does.
         """
         assert self.store is not None
         gc.unfreeze()  # the rooms about to be replaced must be collectable again
         try:
-            while True:
-                try:
-                    await self.store.apply([])  # wait for the queued writes
-                    rooms = await self.store.load()
-                    break
-                except Exception as exc:
-                    log.error("reloading state from the database failed: %s; retrying", exc)
-                    await asyncio.sleep(1.0)
+            try:
+                rooms = await self.store.load()
+            except StoreError as exc:
+                self._database_lost(str(exc))
+                return
             engine = ImcEngine(self.engine.config)
             engine.load(rooms)
             self.policy.reloaded(engine)
             gc.freeze()
-            log.info("state reloaded from the database: %d rooms", len(rooms))
+            if not self.database.reachable:
+                log.info("database answers again: %d rooms reloaded", len(rooms))
+            else:
+                log.info("state reloaded from the database: %d rooms", len(rooms))
+            self.database.restored(self._now())
         finally:
             self._resync = None
 
@@ -377,3 +493,27 @@ class Sidecar:
             )
         if self.history is not None and outcome.command is not None:
             self.history.command(outcome)  # its changes are durable, its reply has left
+
+
+def _tcp_limits(settings: Settings) -> ConnectionLimits:
+    return ConnectionLimits(
+        max_total=settings.sip_tcp_max_connections,
+        max_per_source=settings.sip_tcp_max_per_source,
+        idle_timeout=settings.sip_tcp_idle_timeout,
+        max_write_buffer=settings.sip_tcp_max_buffer,
+    )
+
+
+def _open_files_for_tcp(settings: Settings) -> None:
+    """Make sip_tcp_max_connections reachable: a process out of descriptors cannot even
+    accept a connection to refuse it, nor open anything else."""
+    limit = settings.sip_tcp_max_connections
+    if not limit or all(listen.transport != "tcp" for listen in settings.sip_listen):
+        return
+    wanted = limit + _FILES_BESIDE_TCP
+    allowed = raise_open_files(wanted)
+    if allowed < wanted:
+        log.warning(
+            "sip_tcp_max_connections %d needs about %d open files, the limit is %d (ulimit "
+            "-n): raise it, or lower the setting", limit, wanted, allowed,
+        )

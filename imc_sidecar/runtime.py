@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import resource
 from collections.abc import Callable
 
-__all__ = ["loop_factory", "tune_gc"]
+__all__ = ["loop_factory", "raise_open_files", "tune_gc"]
 
 # Cyclic GC: young-generation passes over 10k objects take about a millisecond (100k:
 # 25-35 ms, too long a pause for p99); older generations are visited rarely.
@@ -39,3 +40,22 @@ def tune_gc() -> None:
     """
     gc.freeze()
     gc.set_threshold(*_GC_THRESHOLDS)
+
+
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's soft limit on open files to `wanted`, as far as the hard
+    limit allows (never lowering it); the soft limit now in force (`wanted` when there
+    is none)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    if soft >= wanted:
+        return soft
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (OSError, ValueError):  # above the kernel's fs.nr_open
+            return soft
+        soft = target
+    return soft

@@ -18,9 +18,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .policy.connections import ConnectionCounts
+
 if TYPE_CHECKING:
     from .history.writer import HistoryWriter
     from .imc.engine import ImcEngine
+    from .policy.database import DatabaseHealth
 
 __all__ = ["COMMANDS", "GROUP", "Stat", "Statistics"]
 
@@ -32,6 +35,15 @@ LIMIT_COUNTERS = {
     "room_members": "room_full_refusals",
     "user_rooms": "user_rooms_refusals",
     "rooms": "rooms_limit_refusals",
+    "database": "db_refused_commands",
+}
+# What the SIP TCP limits did (sip/transport.py): each statistic and the
+# ConnectionCounts field it reads.
+TCP_COUNTERS = {
+    "tcp_refused_connections": "refused",
+    "tcp_idle_closed": "idle_closed",
+    "tcp_overflow_closed": "overflow_closed",
+    "tcp_framing_closed": "framing_closed",
 }
 # Every canonical command the engine reports in Outcome.command (aliases folded).
 COMMANDS = (
@@ -62,6 +74,8 @@ class Statistics:
         delivery_workers: Callable[[], int] = lambda: 0,
         history: Callable[[], HistoryWriter | None] = lambda: None,
         untrusted: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        tcp: ConnectionCounts | None = None,
+        database: Callable[[], DatabaseHealth | None] = lambda: None,
     ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
         self._pending = pending
@@ -76,6 +90,7 @@ class Statistics:
         self.room_full_refusals = 0  # commands refused: max_members_per_room reached
         self.user_rooms_refusals = 0  # commands refused: max_rooms_per_user reached
         self.rooms_limit_refusals = 0  # commands refused: max_rooms reached
+        self.db_refused_commands = 0  # changing commands refused: the database is down
         self.delivery_worker_restarts = 0  # delivery workers started again after dying
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
         stats = [
@@ -95,7 +110,11 @@ class Statistics:
             # Counted where they happen (the endpoint, the workers), read live here.
             self._live_counter("untrusted_requests", lambda: untrusted()[0]),
             self._live_counter("untrusted_responses", lambda: untrusted()[1]),
+            *self._tcp_stats(tcp or ConnectionCounts()),
             *(self._history_counter(name) for name in ("written", "dropped", "errors")),
+            # 1 while the rooms' database answers (or there is none: db_mode 0), else 0.
+            Stat(GROUP, "db_reachable", lambda: _reachable(database()), None),
+            self._live_counter("db_outages", lambda: _outages(database())),
         ]
         # Kamailio lists groups, and the names in a group, in byte order.
         stats.sort(key=lambda stat: (stat.group, stat.name))
@@ -163,6 +182,15 @@ class Statistics:
 
         return Stat(GROUP, name, read, reset)
 
+    def _tcp_stats(self, counts: ConnectionCounts) -> list[Stat]:
+        def field(name: str) -> Callable[[], int]:
+            return lambda: int(getattr(counts, name))
+
+        return [
+            Stat(GROUP, "tcp_connections", field("open"), None),
+            *(self._live_counter(stat, field(name)) for stat, name in TCP_COUNTERS.items()),
+        ]
+
     def _history_queued(self) -> int:
         writer = self._history()
         return 0 if writer is None else writer.queued
@@ -187,3 +215,11 @@ class Statistics:
             self.commands[command] = 0
 
         return Stat(GROUP, f"cmd_{command}", read, reset)
+
+
+def _reachable(health: DatabaseHealth | None) -> int:
+    return 1 if health is None or health.reachable else 0
+
+
+def _outages(health: DatabaseHealth | None) -> int:
+    return 0 if health is None else health.outages

@@ -35,11 +35,11 @@ __all__ = ["DeliveryPool"]
 
 log = logging.getLogger("imc_sidecar.delivery")
 
-# Called for each copy handed over without a context that failed: (status, reason).
+# Called for each copy handed over that failed, as it ends: (status, reason).
 FailureSink = Callable[[int, str], None]
 # Called once per share of a fan-out handed over with a context, when all its copies have
 # ended: (context, delivered, failed, worst status or 0, its reason, monotonic time of
-# the last end).
+# the last end).  Its failed copies were each reported to the FailureSink already.
 ResultSink = Callable[[object, int, int, int, str, float], None]
 
 _START_TIMEOUT = 20.0  # seconds for a worker to import, bind and say hello
@@ -292,11 +292,10 @@ class DeliveryPool:
 
     def _fail(self, worker: _Worker, copies: int, token: int, why: tuple[int, str]) -> None:
         worker.in_flight -= copies
+        for _ in range(copies):
+            self._on_failure(*why)
         entry = worker.contexts.pop(token, None) if token else None
-        if entry is None:
-            for _ in range(copies):
-                self._on_failure(*why)
-        else:
+        if entry is not None:
             self._on_result(entry[0], 0, copies, *why, time.monotonic())
 
     def _lost(self, worker: _Worker) -> None:
@@ -317,15 +316,14 @@ class DeliveryPool:
             f"its recipients go to the {len(self._live)} left" if self._live
             else "the sidecar sends every copy itself",
         )
-        # The worker reports a token only once all its copies have ended, so every copy
-        # of a token it never reported is lost with it.
-        now = time.monotonic()
-        with_context = 0
-        for context, copies in worker.contexts.values():
-            with_context += copies
-            self._on_result(context, 0, copies, *_WORKER_GONE, now)
-        for _ in range(held - with_context):
+        # Each copy it held and never reported ended fails now; a context whose copies
+        # were not all reported ends with them (its copies counted as failed, as the
+        # worker's own tally of those already ended is lost with it).
+        for _ in range(held):
             self._on_failure(*_WORKER_GONE)
+        now = time.monotonic()
+        for context, copies in worker.contexts.values():
+            self._on_result(context, 0, copies, *_WORKER_GONE, now)
         worker.contexts.clear()
         worker.in_flight = 0
         worker.channel.close()

@@ -6,16 +6,19 @@ is safe here.  Each message is one SOCK_SEQPACKET record, so no framing is neede
 
 Sidecar → worker, one record per fan-out: a *job* `(token, from_uri, body, headers,
 recipients)`.  `token` 0 means nobody needs to hear how the copies ended beyond the
-count; any other token is reported back once, when the last of its copies has ended.
+count; any other token is also reported back once, when the last of its copies has
+ended.
 
 Worker → sidecar, one record per batch of answers: a *report* `(answered, failures,
-finished)`: `answered` counts the copies without a token answered 2xx since the last
-report, `failures` lists `(status, reason)` for each copy without a token that failed,
-and `finished` lists, for each token whose copies have all ended, `(token, delivered,
-failed, worst status, its reason, when the last one ended)`, that time on the
-system-wide monotonic clock (the same `time.monotonic()` in every process).  One entry
-per fan-out rather than one per copy: per-copy work on the sidecar's side is what the
-workers exist to take away.  The first record a worker sends is its *hello*: the UDP
+finished)`: `answered` counts the copies answered 2xx since the last report and
+`failures` lists `(status, reason)` for each copy that failed, token or not, so that
+each copy stops counting as pending (and a failure is counted) when it ends, not when
+the slowest copy of its fan-out does; `finished` lists, for each token whose copies
+have all ended, `(token, delivered, failed, worst status, its reason, when the last
+one ended)`, that time on the system-wide monotonic clock (the same `time.monotonic()`
+in every process), for the usage history and failed invitations.  A count rather than
+an entry per answered copy: per-copy work on the sidecar's side is what the workers
+exist to take away.  The first record a worker sends is its *hello*: the UDP
 address it sends from.
 """
 
@@ -63,14 +66,14 @@ Finished = tuple[int, int, int, int, str, float]
 @dataclass(frozen=True, slots=True)
 class Report:
     answered: int
-    failures: list[tuple[int, str]]  # (status, reason) of copies without a token
+    failures: list[tuple[int, str]]  # (status, reason) of every copy that failed
     finished: list[Finished]
     untrusted: tuple[int, int] = (0, 0)  # (requests refused, responses ignored) since
 
     @property
     def copies(self) -> int:
-        """How many copies ended, all told."""
-        return self.answered + len(self.failures) + sum(f[1] + f[2] for f in self.finished)
+        """How many copies ended, all told (`finished` sums up copies counted here)."""
+        return self.answered + len(self.failures)
 
 
 @dataclass(frozen=True, slots=True)

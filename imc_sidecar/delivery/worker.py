@@ -10,7 +10,8 @@ gets a room's messages in the order the room accepted them.
 A worker sends from its own UDP socket (same host as the sidecar's listener, a port of
 its own, `delivery_port` + its index, which its Via names, so the answers come back to
 it), retransmits, times out,
-and reports per batch how many copies ended and which of them failed.  It exits when
+and reports per batch how many copies ended and which of them failed, each as soon as
+it ends: a member that never answers holds only its own copies.  It exits when
 the sidecar closes the channel: the sidecar waits for its copies before doing so at a
 clean stop, and a killed sidecar must not leave workers behind.  SIGINT and SIGTERM are
 ignored for the same reason: a Ctrl-C or a service manager signals the whole process
@@ -78,8 +79,8 @@ class DeliveryWorker:
         self._loop = asyncio.get_running_loop()
         self._driver = EndpointDriver(self._record, after_flush=self._report)
         self._buffer = bytearray(MAX_RECORD)
-        self._answered = 0  # copies without a token answered 2xx, not reported yet
-        self._failures: list[tuple[int, str]] = []  # copies without a token that failed
+        self._answered = 0  # copies answered 2xx, not reported yet
+        self._failures: list[tuple[int, str]] = []  # copies that failed, not reported yet
         self._tokens: dict[int, _Tally] = {}  # fan-outs whose copies are not all ended
         self._finished: list[Finished] = []
         self._report_blocked = False
@@ -157,13 +158,13 @@ class DeliveryWorker:
                 assert self._driver.endpoint is not None
                 self._driver.endpoint.reply(event.handle, 403, "Delivery Port", now)
                 continue
+            if event.status < 300:
+                self._answered += 1
+            else:
+                self._failures.append((event.status, event.reason))
             token = event.context if isinstance(event.context, int) else 0
             tally = self._tokens.get(token) if token else None
             if tally is None:
-                if event.status < 300:
-                    self._answered += 1
-                else:
-                    self._failures.append((event.status, event.reason))
                 continue
             if event.status < 300:
                 tally.delivered += 1

@@ -129,6 +129,7 @@ class ImcEngine:
         if parsed is None:
             return _failed(RC_BAD_SYNTAX, Reason.BAD_SYNTAX, None)
         ctx = Context(request, src, dst, parsed.params, parsed.name)
+        journal = self._table.begin()
         try:
             self._commands.run(ctx, parsed.command)
         except Refused as refused:
@@ -137,6 +138,10 @@ class ImcEngine:
             outcome.limit = refused.limit
         else:
             outcome = _ok(parsed.command, ctx)
+            if journal:
+                outcome.undo = journal
+        finally:
+            self._table.end()
         outcome.actor = f"sip:{src.user}@{src.host}"
         outcome.room = f"sip:{dst.user}@{dst.host}"
         if ctx.changes:  # the room changed, which a command may name in its arguments
@@ -172,6 +177,13 @@ class ImcEngine:
             )
         return outcome
 
+    def undo(self, outcome: Outcome) -> None:
+        """Take back the changes `outcome` made in memory, which the database could not
+        store.  Outcomes still to be taken back must go newest first."""
+        if outcome.undo is not None:
+            self._table.undo(outcome.undo)
+            outcome.undo = None
+
     # -- invitation delivery -----------------------------------------------------------
 
     def invite_failed(self, ticket: InviteTicket, status: int, reason: str) -> Outcome:
@@ -189,7 +201,11 @@ class ImcEngine:
         member = self._table.get_member(room, invitee.user, invitee.host) if room else None
         if room is None or member is None or not member.flags & MEMBER_INVITED:
             return outcome
-        self._table.remove_member(room, member)
+        outcome.undo = self._table.begin()
+        try:
+            self._table.remove_member(room, member)
+        finally:
+            self._table.end()
         outcome.changes.append(MemberRemoved(room.uri, member.user, member.domain))
         # For the usage history: what the delivery ended with, and who invited.
         outcome.detail = f"{status} {reason}".strip()

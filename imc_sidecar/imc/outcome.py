@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .changes import Change
+from .rooms import Journal
 
 __all__ = ["ChatRequest", "InviteTicket", "Outcome", "Outgoing"]
 
@@ -57,7 +58,8 @@ class Outcome:
     `actor` (the sender, `sip:user@host`) and `room` (the room acted on, or the
     Request-URI's room for a refusal) are set for commands and accepted chat texts, for
     the usage history, as is `detail`: the final status of a failed invitation's delivery.
-    `limit` names the room limit that refused a command (limits.py), for the counters.
+    `limit` names the room limit that refused a command (limits.py), for the counters;
+    `undo` how to take its changes back out of memory (`ImcEngine.undo`).
     """
 
     rc: int
@@ -70,3 +72,4 @@ class Outcome:
     room: str = ""
     detail: str | None = None
     limit: str | None = None
+    undo: Journal | None = None

@@ -9,13 +9,17 @@ case-insensitive dict indexes instead of list walks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from .changes import StoredMember, StoredRoom
 from .hashing import bucket_index
 from .model import MEMBER_DELETED, MEMBER_INVITED, MEMBER_SKIP, Member, Room
 
-__all__ = ["RoomTable", "room_key"]
+__all__ = ["Journal", "RoomTable", "room_key"]
+
+# How to take back what the table did while it was recording: one step per change, each
+# to be run newest first (`RoomTable.undo`).
+Journal = list[Callable[[], None]]
 
 # Members with any of these bits get no broadcast (imc_room_broadcast()).
 _SILENT = MEMBER_INVITED | MEMBER_DELETED | MEMBER_SKIP
@@ -50,6 +54,32 @@ class RoomTable:
         # (user, domain) lower case -> rooms that user is in; built on first use (only
         # the rooms-per-user limit asks), so loading and chat never pay for it.
         self._memberships: dict[tuple[str, str], int] | None = None
+        self._journal: Journal | None = None  # recording, while a command runs
+
+    # -- taking changes back -----------------------------------------------------------
+
+    def begin(self) -> Journal:
+        """Record from now on how to undo each change, until `end()`.
+
+        Commands change memory before the database has their changes; when it cannot
+        take them, `undo` puts memory back exactly, list orders included, so nothing
+        the database does not hold stays applied.
+        """
+        journal: Journal = []
+        self._journal = journal
+        return journal
+
+    def end(self) -> None:
+        self._journal = None
+
+    def undo(self, journal: Journal) -> None:
+        """Take back what `journal` recorded, newest first (later journals first too)."""
+        recording, self._journal = self._journal, None
+        try:
+            while journal:
+                journal.pop()()
+        finally:
+            self._journal = recording
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -73,6 +103,8 @@ class RoomTable:
         bucket = bucket_index(name, domain, self.hash_size)
         self._index[key] = _Entry(room, bucket)
         self._buckets.setdefault(bucket, {})[key] = room
+        if self._journal is not None:
+            self._journal.append(lambda: self.remove(room))
         return room
 
     def remove(self, room: Room) -> None:
@@ -80,9 +112,22 @@ class RoomTable:
         for key in entry.members:
             self._count_membership(key, -1)
         rooms = self._buckets[entry.bucket]
+        if self._journal is not None:
+            position = list(rooms).index(room.key)
+            self._journal.append(lambda: self._restore(entry, position))
         del rooms[room.key]
         if not rooms:
             del self._buckets[entry.bucket]
+
+    def _restore(self, entry: _Entry, position: int) -> None:
+        """Put a removed room back where it was in its bucket, members and all."""
+        room = entry.room
+        self._index[room.key] = entry
+        for key in entry.members:
+            self._count_membership(key, 1)
+        rooms = list(self._buckets.get(entry.bucket, {}).items())
+        rooms.insert(position, (room.key, room))
+        self._buckets[entry.bucket] = dict(rooms)
 
     def load(self, stored: Iterable[StoredRoom]) -> None:
         """Build what Kamailio builds from the tables, minus its stop at an empty room (B12).
@@ -127,13 +172,26 @@ class RoomTable:
         # The first member is the head; each later one goes right after it.
         room.members.insert(1 if room.members else 0, member)
         entry.active = None
+        if self._journal is not None:
+            self._journal.append(lambda: self.remove_member(room, member))
         return member
 
     def remove_member(self, room: Room, member: Member) -> None:
         entry = self._entry(room)
         del entry.members[member.key]
         self._count_membership(member.key, -1)
-        room.members.remove(member)
+        position = next(i for i, m in enumerate(room.members) if m is member)
+        del room.members[position]
+        entry.active = None
+        if self._journal is not None:
+            self._journal.append(lambda: self._readmit(room, member, position))
+
+    def _readmit(self, room: Room, member: Member, position: int) -> None:
+        """Put a removed member back at its place in the list."""
+        entry = self._entry(room)
+        entry.members[member.key] = member
+        self._count_membership(member.key, 1)
+        room.members.insert(position, member)
         entry.active = None
 
     def member_count(self, room: Room) -> int:
@@ -161,6 +219,9 @@ class RoomTable:
             del counts[key]
 
     def set_flags(self, room: Room, member: Member, flags: int) -> None:
+        if self._journal is not None:
+            before = member.flags
+            self._journal.append(lambda: self.set_flags(room, member, before))
         member.flags = flags
         self._entry(room).active = None
 

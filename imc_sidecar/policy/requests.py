@@ -3,10 +3,12 @@
 This is the part of Kamailio's `imc_manager()` that is not the chat engine: whether the
 sidecar takes requests at all right now (not while stopping or reloading), overload
 admission (admission.py), handing the request to the engine (a bug in it costs one
-500, never the server), and what a failed database write means.  It takes the parsed
-request, the backlog of unanswered MESSAGEs, the lifecycle state and `now`, and returns
-a `Decision`: the reply, and with it the engine's outcome (the changes to make durable
-and the copies to send).  The app carries decisions out; it decides nothing.
+500, never the server), and what a failed database write means: while the database
+does not answer (database.py), a command that would change state is taken back and
+refused with a notice, and everything else (chat, #members, #rooms, #help) goes on.
+It takes the parsed request, the backlog of unanswered MESSAGEs, the lifecycle state
+and `now`, and returns a `Decision`: the reply, and with it the engine's outcome (the
+changes to make durable and the copies to send).  The app carries decisions out; it decides nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..imc.engine import ImcEngine
 from ..imc.outcome import ChatRequest, InviteTicket, Outcome, Outgoing
 from ..sip.message import Request
 from .admission import RETRY_AFTER, Admission
+from .database import MAX_RETRY, DatabaseHealth
 from .rates import SenderRates
 
 __all__ = ["Decision", "Lifecycle", "RequestPolicy"]
@@ -50,7 +53,8 @@ class Decision:
     durable_first: bool = False
     chat: bool = False
     refused: bool = False  # by admission (overload)
-    # refused by a limit: "size" or "rate" (this policy's), or a room limit's kind
+    # what refused it, for the counters: "size", "rate" or "database" (this policy's),
+    # or a room limit's kind
     limited: str | None = None
 
 
@@ -60,6 +64,11 @@ _OVERLOADED = Decision(
     503, "Service Unavailable", headers=(("Retry-After", str(RETRY_AFTER)),), refused=True
 )
 _DATABASE_ERROR = "Database error"
+_DATABASE_DOWN = "Database Unavailable"
+DATABASE_DOWN_NOTICE = (
+    "*** The room database is not reachable, so {command} was not carried out; "
+    "please try again in a moment"
+)
 _TOO_LARGE = Decision(413, "Request Entity Too Large", limited="size")
 _TOO_FAST = "Too Many Messages"
 SLOW_DOWN = "*** You are sending messages too fast; wait {seconds} s before the next one"
@@ -73,23 +82,24 @@ class RequestPolicy:
         durable: bool,
         max_body: int = 0,
         rates: SenderRates | None = None,
+        database: DatabaseHealth | None = None,
     ) -> None:
         """`durable`: changes are written through to a database (db_mode 2);
         `max_body`: the largest MESSAGE body taken (0: any); `rates`: chat texts per
-        sender (None: no limit)."""
+        sender (None: no limit); `database`: whether it answers (the app keeps it)."""
         self.engine = engine  # replaced after a reload (`reloaded`)
         self.admission = admission
         self.durable = durable
         self.max_body = max_body
         self.rates = rates
+        self.database = database if database is not None else DatabaseHealth()
 
     def decide(
         self, request: Request, pending: int, lifecycle: Lifecycle, now: float
     ) -> Decision:
         """The decision for one new MESSAGE, with `pending` MESSAGEs unanswered."""
-        if lifecycle is not Lifecycle.RUNNING:
-            # Nothing may act on state that is being replaced or is about to be closed.
-            return _SHUTTING_DOWN if lifecycle is Lifecycle.STOPPING else _RELOADING
+        if lifecycle is Lifecycle.STOPPING:
+            return _SHUTTING_DOWN
         engine = self.engine
         admission = self.admission
         body = request.body
@@ -113,6 +123,12 @@ class RequestPolicy:
         except Exception:  # a bug must cost one request, never the server
             log.exception("engine failed on %s", chat.call_id)
             outcome = Outcome(rc=-1, status=500, reason="Internal Server Error")
+        if outcome.changes and not self.can_change(lifecycle):
+            # It ran against memory only: take it back, refuse it, say why.
+            engine.undo(outcome)
+            if not self.database.reachable:
+                return self._database_down(outcome, request.from_uri, request.uri)
+            return _RELOADING
         messages = outcome.messages
         if messages and outcome.command is None:
             # A chat text: its copies go out only if the backlog allows.
@@ -134,19 +150,54 @@ class RequestPolicy:
             outcome = Outcome(rc=-1, status=503, reason=_TOO_FAST, messages=[notice])
         return Decision(503, _TOO_FAST, outcome, headers, limited="rate")
 
-    def delivery_failed(self, ticket: InviteTicket, status: int, reason: str) -> Decision:
-        """An invitation's MESSAGE ended with `status` >= 300: the engine drops the
-        invitee; the decision has no reply to give (nobody waits for one)."""
-        return self._decision(self.engine.invite_failed(ticket, status, reason))
+    def can_change(self, lifecycle: Lifecycle) -> bool:
+        """Whether state may change now.  Not while memory is being reloaded (a change
+        made in the old memory would be lost with it), nor while the database does not
+        answer; chat and reading commands go on meanwhile."""
+        return lifecycle is Lifecycle.RUNNING and self.database.reachable
 
-    def write_failed(self, outcome: Outcome) -> Outcome:
+    def delivery_failed(
+        self, ticket: InviteTicket, status: int, reason: str, lifecycle: Lifecycle
+    ) -> Decision:
+        """An invitation's MESSAGE ended with `status` >= 300: the engine drops the
+        invitee; the decision has no reply to give (nobody waits for one).  While state
+        may not change (`can_change`), the invitee stays (invited) instead."""
+        engine = self.engine
+        outcome = engine.invite_failed(ticket, status, reason)
+        if outcome.changes and not self.can_change(lifecycle):
+            engine.undo(outcome)
+            return Decision(503, _DATABASE_DOWN, Outcome(-1, 503, _DATABASE_DOWN))
+        return self._decision(outcome)
+
+    def write_failed(self, outcome: Outcome, unavailable: bool) -> Decision:
         """What the sender hears when `outcome`'s changes could not be stored: nothing
-        is acknowledged, no notice claims a change the database does not hold, and
-        memory is to be reloaded from the database (`Lifecycle.RELOADING`)."""
-        return Outcome(
+        is acknowledged and no notice claims a change the database does not hold.
+
+        `unavailable`: the database did not answer; memory has taken the changes back
+        (`ImcEngine.undo`) and the sender is told in a notice, as while it stays down.
+        Otherwise it refused them, and memory is to be reloaded from it
+        (`Lifecycle.RELOADING`).
+        """
+        if unavailable:
+            return self._database_down(outcome, outcome.actor, outcome.room)
+        failed = Outcome(
             rc=-1, status=500, reason=_DATABASE_ERROR, command=outcome.command,
             actor=outcome.actor, room=outcome.room,
         )
+        return Decision(500, _DATABASE_ERROR, failed)
+
+    def _database_down(self, outcome: Outcome, sender: str, room: str) -> Decision:
+        """503 with Retry-After for a command that needs the database, and a notice
+        from the room to its sender saying it was not carried out."""
+        command = outcome.command or "the command"
+        text = DATABASE_DOWN_NOTICE.format(command=f"#{command}")
+        refused = Outcome(
+            rc=-1, status=503, reason=_DATABASE_DOWN, command=outcome.command,
+            actor=outcome.actor, room=outcome.room,
+            messages=[Outgoing((sender,), room, text.encode())] if sender and room else [],
+        )
+        headers = (("Retry-After", str(int(MAX_RETRY))),)
+        return Decision(503, _DATABASE_DOWN, refused, headers, limited="database")
 
     def reloaded(self, engine: ImcEngine) -> None:
         """Memory equals the database again, in this engine."""

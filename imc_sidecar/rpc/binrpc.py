@@ -20,6 +20,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from ..policy.connections import ConnectionLimits
 from .binrpc_codec import (
     BinrpcError,
     Packet,
@@ -180,8 +181,11 @@ class _Connection(asyncio.Protocol):
         # uvloop's stream transports are not asyncio.Transport subclasses.
         transport = cast(asyncio.Transport, transport)
         self._transport = transport
-        if self._listener.connections >= MAX_CONNECTIONS:
-            log.warning("%s: too many BINRPC connections, closing a new one", self._listener.name)
+        # The one connection-count rule, shared with SIP over TCP (read at each
+        # connection: tests lower MAX_CONNECTIONS).
+        refusal = ConnectionLimits(max_total=MAX_CONNECTIONS).refusal(self._listener.connections)
+        if refusal is not None:
+            log.warning("%s: %s, closing a new BINRPC one", self._listener.name, refusal)
             transport.abort()
             return
         self._listener.connections += 1

@@ -269,7 +269,8 @@ class PacketReader:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
+        if self._error is None:  # a failed stream is never read again: keep nothing more
+            self._buffer += data
 
     def next_packet(self) -> Packet | None:
         if self._error is not None:

@@ -59,6 +59,9 @@ def build_registry() -> Registry:
     add("core.echo", core_echo, "Returns back its parameters.", array=True)
     add("core.prints", core_prints, "Returns the strings given as parameters.", array=True)
     register_history_methods(registry)  # ours, in the sidecar. namespace
+    add("sidecar.database", database_status,
+        "Whether the rooms' database answers: reachable (1/0), seconds in that state, "
+        "outages, last error.")
     return registry
 
 
@@ -258,6 +261,10 @@ def core_uptime(context: RpcContext, params: Sequence[object]) -> RpcReply:
         uptime=int(now - context.started_at),
     )
     return RpcReply(values=[uptime])
+
+
+def database_status(context: RpcContext, params: Sequence[object]) -> RpcReply:
+    return RpcReply(values=[RpcStruct(context.database_status())])
 
 
 def core_echo(context: RpcContext, params: Sequence[object]) -> RpcReply:

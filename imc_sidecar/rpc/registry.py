@@ -75,8 +75,8 @@ class RpcReply:
 
 class RpcContext(Protocol):
     """What methods may read: the live engine (it is replaced after a reload), the
-    statistics, when the server started (wall clock, for core.uptime), and the usage
-    history (None when it is off)."""
+    statistics, when the server started (wall clock, for core.uptime), the usage
+    history (None when it is off) and the state of the rooms' database."""
 
     @property
     def engine(self) -> ImcEngine: ...
@@ -89,6 +89,11 @@ class RpcContext(Protocol):
 
     @property
     def history(self) -> HistoryRecorder | None: ...
+
+    def database_status(self) -> dict[str, int | float | str]:
+        """The rooms' database: its URL (no password), whether it answers (1/0), seconds
+        in that state, outages so far, the last error."""
+        ...
 
 
 Handler = Callable[[RpcContext, Sequence[object]], RpcReply]

@@ -46,6 +46,18 @@ DEFAULT_SENDER_BURST = 5000
 DEFAULT_MAX_MEMBERS_PER_ROOM = 1000
 DEFAULT_MAX_ROOMS_PER_USER = 1000
 DEFAULT_MAX_ROOMS = 1_000_000
+# SIP over TCP: room for far more peers than a deployment behind front proxies has
+# (Kamailio's own tcp_max_connections is 2048), a source may hold a sixteenth of them (a
+# NAT with many phones), idle as Kamailio's tcp_connection_lifetime, and 1 MiB unsent
+# beyond what the kernel's socket buffer (megabytes) already holds for a slow peer.
+DEFAULT_SIP_TCP_MAX_CONNECTIONS = 4096
+DEFAULT_SIP_TCP_MAX_PER_SOURCE = 256
+DEFAULT_SIP_TCP_IDLE_TIMEOUT = 120.0
+DEFAULT_SIP_TCP_MAX_BUFFER = 1024 * 1024
+# Seconds: long enough for a busy database, short enough that a silent one fails a
+# command while its sender still waits (a SIP client retransmits for 32 s).
+DEFAULT_DB_CONNECT_TIMEOUT = 5.0
+DEFAULT_DB_STATEMENT_TIMEOUT = 10.0
 DEFAULT_HISTORY_FLUSH = 0.5  # seconds between batches of usage history
 DEFAULT_HISTORY_QUEUE = 100_000  # history rows held while the database is slow or down
 MAX_RETENTION_DAYS = 100 * 366
@@ -118,6 +130,12 @@ class Settings:
     """Database for rooms and members (Kamailio-style or SQLAlchemy URL)."""
     db_mode: int = 2
     """0: rooms live in memory only; 2: load at start, write every change through."""
+    db_connect_timeout: float = DEFAULT_DB_CONNECT_TIMEOUT
+    """Seconds to open a database connection (or wait for a free one) before giving up."""
+    db_statement_timeout: float = DEFAULT_DB_STATEMENT_TIMEOUT
+    """Seconds one write transaction may take; past it the database counts as not
+    answering: changing commands are refused with a notice, chat goes on, and the
+    sidecar reconnects by itself.  Loading every room may take ten times this."""
     rooms_table: str = "imc_rooms"
     members_table: str = "imc_members"
     hash_size: int = 4
@@ -138,6 +156,18 @@ class Settings:
     """Source addresses allowed to send SIP (the front proxies; the members too when
     there is no outbound_proxy): others get 403, their responses are ignored.  Required
     when a sip_listen address is not loopback."""
+    sip_tcp_max_connections: int = DEFAULT_SIP_TCP_MAX_CONNECTIONS
+    """SIP TCP connections peers may hold open at once; one more is closed at once.
+    Connections the sidecar opens (to an outbound proxy) are not counted.  0: no limit."""
+    sip_tcp_max_per_source: int = DEFAULT_SIP_TCP_MAX_PER_SOURCE
+    """SIP TCP connections one source address may hold open; one more is closed at once.
+    0: no limit."""
+    sip_tcp_idle_timeout: float = DEFAULT_SIP_TCP_IDLE_TIMEOUT
+    """Seconds a SIP TCP connection may go without a complete message or keep-alive
+    received, or data sent, before it is closed (a message dribbled slower is cut off)."""
+    sip_tcp_max_buffer: int = DEFAULT_SIP_TCP_MAX_BUFFER
+    """Bytes a SIP TCP peer may leave unread on our side; past it the connection is
+    closed and the MESSAGEs sent over it fail at once."""
     log_level: str = "info"
     rpc_http: tuple[RpcAddress, ...] = DEFAULT_RPC_HTTP
     """JSON-RPC over HTTP (POST /RPC): HOST:PORT or unix:/path; empty: off."""

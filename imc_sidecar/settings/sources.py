@@ -102,7 +102,9 @@ def _read_toml(path: str) -> dict[str, object]:
             data = tomllib.load(handle)
     except OSError as exc:
         raise SettingsError(f"config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        # (tomllib raises the last two for bytes that are not UTF-8 and for nesting
+        # deeper than Python's stack)
         raise SettingsError(f"config file {path}: not valid TOML ({exc})") from None
     for key in data:
         if key not in NAMES:

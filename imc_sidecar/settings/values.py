@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from imc_sidecar.imc.headers import validate_extra_hdrs
+from imc_sidecar.sip.grammar import port_number
 from imc_sidecar.sip.uri import UriError, parse_uri
 from imc_sidecar.store.urls import to_async_url
 
 from .model import (
+    DEFAULT_DB_CONNECT_TIMEOUT,
+    DEFAULT_DB_STATEMENT_TIMEOUT,
     DEFAULT_DB_URL,
     DEFAULT_DELIVERY_PORT,
     DEFAULT_HISTORY_FLUSH,
@@ -32,6 +35,10 @@ from .model import (
     DEFAULT_SENDER_BURST,
     DEFAULT_SENDER_RATE,
     DEFAULT_SIP_PORT,
+    DEFAULT_SIP_TCP_IDLE_TIMEOUT,
+    DEFAULT_SIP_TCP_MAX_BUFFER,
+    DEFAULT_SIP_TCP_MAX_CONNECTIONS,
+    DEFAULT_SIP_TCP_MAX_PER_SOURCE,
     MAX_DELIVERY_WORKERS,
     MAX_HASH_SIZE,
     MAX_RETENTION_DAYS,
@@ -72,7 +79,10 @@ def _integer(raw: object, low: int, high: int, what: str) -> int:
     if isinstance(raw, int):
         value = raw
     elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d+\s*", raw):
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:  # more digits than int() converts
+            raise BadValue(what) from None
     else:
         raise BadValue(what)
     if not low <= value <= high:
@@ -193,9 +203,10 @@ def _listen(item: str) -> list[Listen]:
         raise BadValue(what)
     port = DEFAULT_SIP_PORT
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        number = port_number(port_text)
+        if number is None:
             raise BadValue(what)
-        port = int(port_text)
+        port = number
     return [Listen(t, host, port) for t in transports]
 
 
@@ -317,6 +328,15 @@ def _count_limit(raw: object) -> int:
     return _integer(raw, 0, 100_000_000, "must be an integer from 0 (no limit) to 100000000")
 
 
+def _connections(raw: object) -> int:
+    return _integer(raw, 0, 1_000_000, "must be a number of connections from 0 (no limit) "
+                    "to 1000000")
+
+
+def _tcp_buffer(raw: object) -> int:
+    return _integer(raw, 65_536, 1 << 30, "must be a number of bytes from 65536 to 1073741824")
+
+
 def _sender_burst(raw: object) -> int:
     return _integer(raw, 1, 1_000_000, "must be an integer from 1 to 1000000")
 
@@ -390,6 +410,12 @@ class Spec:
 SPECS = (
     Spec("db_url", _db_url, f"database URL (default {DEFAULT_DB_URL})", "URL"),
     Spec("db_mode", _db_mode, "0 = memory only, 2 = write-through (default 2)", "0|2"),
+    Spec("db_connect_timeout", _seconds(0.1, 300.0),
+          f"seconds to connect to the database (default {DEFAULT_DB_CONNECT_TIMEOUT:g})",
+          "SECONDS"),
+    Spec("db_statement_timeout", _seconds(0.1, 3600.0),
+          f"seconds a write may take before the database counts as down (default "
+          f"{DEFAULT_DB_STATEMENT_TIMEOUT:g})", "SECONDS"),
     Spec("rooms_table", _table, "rooms table (default imc_rooms)", "NAME"),
     Spec("members_table", _table, "members table (default imc_members)", "NAME"),
     Spec("hash_size", _hash_size, "room table has 2^N buckets (default 4)", "N"),
@@ -405,6 +431,18 @@ SPECS = (
     Spec("trusted_sources", _trusted_sources,
           "addresses and networks allowed to send SIP, repeat or comma-separate "
           "(default 127.0.0.0/8,::1; required when sip_listen is not loopback)", "NETS"),
+    Spec("sip_tcp_max_connections", _connections,
+          f"SIP TCP connections peers may hold open (default "
+          f"{DEFAULT_SIP_TCP_MAX_CONNECTIONS}; 0: no limit)", "N"),
+    Spec("sip_tcp_max_per_source", _connections,
+          f"SIP TCP connections one source address may hold open (default "
+          f"{DEFAULT_SIP_TCP_MAX_PER_SOURCE}; 0: no limit)", "N"),
+    Spec("sip_tcp_idle_timeout", _seconds(1.0, 86_400.0),
+          f"close a SIP TCP connection after this many seconds without a complete message, "
+          f"keep-alive or data sent (default {DEFAULT_SIP_TCP_IDLE_TIMEOUT:g})", "SECONDS"),
+    Spec("sip_tcp_max_buffer", _tcp_buffer,
+          f"close a SIP TCP connection whose peer leaves more than this many bytes unread "
+          f"(default {DEFAULT_SIP_TCP_MAX_BUFFER})", "BYTES"),
     Spec("log_level", _log_level, "debug, info, warning, error or critical (default info)",
           "LEVEL"),
     Spec("rpc_http", _rpc_addresses(("tcp",), DEFAULT_RPC_HTTP_PORT),

@@ -43,6 +43,7 @@ __all__ = [
     "parse_max_forwards",
     "parse_params",
     "plain_params",
+    "port_number",
     "split_hostport",
     "split_outside",
     "token_match",
@@ -189,7 +190,12 @@ def parse_params(pieces: Iterable[str], what: str) -> Params:
             raise ParseError(f"Malformed {what}")
         if not is_token(name):
             raise ParseError(f"Malformed {what}")
-        params.append((name, value.strip() if eq else None))
+        value = value.strip()
+        if '"' in value and not (value[0] == '"' and closing_quote(value, 0) == len(value) - 1):
+            # a quote only as one whole quoted-string: a stray one would swallow what
+            # follows it (a To-tag we add, say) when the value is read again
+            raise ParseError(f"Malformed {what}")
+        params.append((name, value if eq else None))
     return tuple(params)
 
 
@@ -234,6 +240,17 @@ HOST = r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+"
 # for a password (the inside of a [...] class).
 USERINFO_CHARS = r"A-Za-z0-9\-_.!~*'()%&=+$,;?/:"
 _host_match = re.compile(HOST).fullmatch
+
+
+def port_number(text: str) -> int | None:
+    """The port `text` writes (ASCII digits, leading zeros allowed, 1-65535), else None.
+
+    The length is checked before `int()`, which refuses more than 4,300 digits."""
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or len(digits) > 5:
+        return None
+    port = int(digits or "0")
+    return port if 0 < port < 65536 else None
 
 
 def split_hostport(text: str, what: str) -> tuple[str, int | None]:

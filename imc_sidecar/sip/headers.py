@@ -23,6 +23,7 @@ from .grammar import (
     is_token,
     parse_params,
     plain_params,
+    port_number,
     split_hostport,
     split_outside,
     written_name,
@@ -169,9 +170,9 @@ class Via:
 
     @property
     def rport(self) -> int | None:
-        """The rport value, when one was filled in (RFC 3581)."""
+        """The rport value, when one was filled in (RFC 3581) and is a port number."""
         value = self.param("rport")
-        return int(value) if value and value.isascii() and value.isdigit() else None
+        return port_number(value) if value else None
 
     @property
     def sent_by(self) -> str:
@@ -258,8 +259,17 @@ def parse_name_addr(value: str, what: str = "address") -> NameAddr:
         display, uri, params = plain.groups()
         colon = uri.find(":")
         if colon > 0:
-            return NameAddr(display, uri, plain_params(params))
+            return _tag_checked(NameAddr(display, uri, plain_params(params)), what)
     return _parse_name_addr_full(value, what)
+
+
+def _tag_checked(addr: NameAddr, what: str) -> NameAddr:
+    """`addr`, unless it has a `tag` without a value (RFC 3261: tag=token): such a tag
+    would hide the one a reply adds."""
+    present, tag = find_param(addr.params, "tag")
+    if present and not tag:
+        raise ParseError(f"Malformed {what}")
+    return addr
 
 
 def _parse_name_addr_full(value: str, what: str) -> NameAddr:
@@ -290,6 +300,6 @@ def _parse_name_addr_full(value: str, what: str) -> NameAddr:
     else:
         pieces = split_outside(rest, ";")
         uri = pieces.pop(0).strip()
-    if ":" not in uri or uri.startswith(":") or has_space(uri):
+    if ":" not in uri or uri.startswith(":") or has_space(uri) or '"' in uri:
         raise ParseError(f"Malformed {what}")
-    return NameAddr(display, uri, parse_params(pieces, what))
+    return _tag_checked(NameAddr(display, uri, parse_params(pieces, what)), what)

@@ -109,6 +109,8 @@ def parse_headers(
         known = names.get(name)
         key, name = _header_name(name, cache) if known is None else known
         value = value.strip(" \t")
+        if "\x00" in value:  # Headers never hold a NUL (nor CR, LF: split away above)
+            raise ParseError("Malformed header line")
         if key in _SPLIT_KEYS:
             if key == "content-length":
                 lengths.append(value)
@@ -176,7 +178,8 @@ def parse_message(data: bytes, cache: ParseCache | None = None) -> Request | Res
             if version[:4].upper() == "SIP/":
                 raise ParseError("Unsupported SIP version", 505)
             raise ParseError("Malformed request line")
-        if ":" not in uri or uri.startswith(":"):
+        if ":" not in uri or uri.startswith(":") or "\x00" in uri:
+            # (no NUL: imc echoes the Request-URI into the From of a notice)
             raise ParseError("Malformed Request-URI")
     try:
         headers, lengths = parse_headers(_header_pairs(lines[1:]), cache)

@@ -82,14 +82,16 @@ def _text(value: bytes) -> str:
 
 def _plain_head(data: bytes, start_line: re.Match[bytes], odd: re.Pattern[bytes]) -> int:
     """Where the plainly written head after `start_line` ends: the index of the last
-    header line's CRLF; -1 when the head is too long, has a bare CR or LF, or has a line
-    `odd` finds (the full parser decides about those)."""
+    header line's CRLF; -1 when the head is too long, has a bare CR or LF, a NUL after
+    the start line, or a line `odd` finds (the full parser decides about those)."""
     first = start_line.end() - 2  # the start line's CRLF: each header line follows a CRLF
     end = data.find(b"\r\n\r\n", first)  # the last CRLF and the empty line
     if end <= first or end > MAX_HEAD_BYTES:
         return -1
     crlf = data.count(b"\r\n", 0, end)
     if data.count(b"\r", 0, end) != crlf or data.count(b"\n", 0, end) != crlf:
+        return -1
+    if data.find(b"\x00", first, end) >= 0:  # a NUL in a header: the parser refuses it
         return -1
     if odd.search(data, first, end) is not None:
         return -1

@@ -4,19 +4,26 @@ UDP listeners hand each datagram to the sink; TCP listeners frame the byte strea
 `StreamFramer` and hand over complete messages.  Outgoing data goes back over the socket
 it belongs to: UDP from our listening socket, TCP over the connection a peer opened, or
 a new connection when we are the first to talk (outbound proxy over TCP).
+
+TCP connections are held to `ConnectionLimits` (policy/connections.py): how many peers
+may open, how long one may stay without progress, how much we hold for a peer that does
+not read.  UDP is not touched by any of it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
+from ..policy.connections import ConnectionCounts, ConnectionLimits, ConnectionTable
 from .endpoint import Peer, Transmit
 from .framing import StreamFramer
 from .message import ParseError
@@ -37,6 +44,12 @@ _MAX_DATAGRAM = 65535
 _READ_BATCH = 256  # datagrams read per wake-up at most, so other work is not starved
 _PEER_CACHE_MAX = 65536
 _RESOLVED_MAX = 4096
+# Connections the kernel completes before we accept them: a burst of peers (a proxy
+# restarting, phones re-registering) must not be dropped at the door.
+_TCP_BACKLOG = 1024
+_LOG_EVERY = 10.0  # seconds between two warnings about refused TCP connections
+# SO_LINGER on, 0 s: close() resets the connection and drops what the kernel still holds.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +153,12 @@ class _Udp:
 
 
 class _Tcp(asyncio.Protocol):
-    def __init__(self, owner: SipTransports) -> None:
+    """One SIP TCP connection, a peer's (`inbound`) or one we opened, framed by
+    `StreamFramer`; the owner applies the connection limits."""
+
+    def __init__(self, owner: SipTransports, inbound: bool) -> None:
         self._owner = owner
+        self._inbound = inbound
         self._framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Peer | None = None
@@ -152,6 +169,9 @@ class _Tcp(asyncio.Protocol):
         self.transport = transport
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = Peer("tcp", (host, port))
+        if not self._owner.tcp_opened(self, self._inbound):
+            self.reset()
+            return
         self._owner.connections[self.peer.address] = self
 
     def data_received(self, data: bytes) -> None:
@@ -160,26 +180,81 @@ class _Tcp(asyncio.Protocol):
             messages, pongs = self._framer.feed(data)
         except ParseError as exc:
             log.info("closing tcp %s:%s: %s", *self.peer.address, exc.reason)
-            self.transport.close()
+            self._owner.tcp.malformed(self)
+            self.shut()
             return
-        if pongs:
-            self.transport.write(b"\r\n" * pongs)
+        if messages or pongs:
+            self._owner.tcp_progress(self)
+        if pongs and not self.write(b"\r\n" * pongs):
+            return
+        transport = self.transport
         for message in messages:
+            if transport.is_closing():
+                break  # closed for what an earlier one made us hold: no answer could leave
             self._owner.sink(message, self.peer)
         if messages:
             self._owner.batch_done()
 
+    def write(self, data: bytes) -> bool:
+        """Send `data`; False when the peer left too much unsent and the connection was
+        closed for it."""
+        assert self.transport is not None
+        self.transport.write(data)
+        return self._owner.tcp_written(self)
+
+    def shut(self) -> None:
+        """Close; reset when there is still data the peer did not take (a peer that does
+        not read would otherwise hold the connection open forever)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.get_write_buffer_size():
+            self.reset()
+        else:
+            transport.close()
+
+    def reset(self) -> None:
+        """Close at once, dropping what is unsent here and in the kernel: a plain close
+        leaves an orphan socket holding megabytes for a peer that does not read."""
+        transport = self.transport
+        if transport is None:
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._owner.tcp.removed(self)
         if self.peer is not None and self._owner.connections.get(self.peer.address) is self:
             del self._owner.connections[self.peer.address]
+
+
+@dataclass(slots=True)
+class _Dialling:
+    """Data for a connection we are still opening; `overflowed`: more than the write
+    bound came meanwhile, and what comes until it is open fails at once."""
+
+    data: list[bytes]
+    size: int
+    overflowed: bool = False
 
 
 class SipTransports:
     """Owns every SIP socket; `send()` delivers what the sans-I/O endpoint produced."""
 
     def __init__(
-        self, sink: Sink, on_error: ErrorSink, batch_done: BatchSink | None = None
+        self,
+        sink: Sink,
+        on_error: ErrorSink,
+        batch_done: BatchSink | None = None,
+        *,
+        tcp_limits: ConnectionLimits | None = None,
+        tcp_counts: ConnectionCounts | None = None,
     ) -> None:
+        """`tcp_limits`: what TCP peers may make us hold (default: no limit);
+        `tcp_counts`: where to count what the limits did (the owner's statistics)."""
         self.sink = sink
         self._on_error = on_error
         self.batch_done: BatchSink = batch_done or _nothing
@@ -187,7 +262,12 @@ class SipTransports:
         self._servers: list[asyncio.AbstractServer] = []
         self._udp_sockets: list[_Udp] = []
         self.connections: dict[tuple[str, int], _Tcp] = {}
-        self._connecting: dict[tuple[str, int], list[bytes]] = {}
+        self._connecting: dict[tuple[str, int], _Dialling] = {}
+        self.tcp: ConnectionTable[_Tcp] = ConnectionTable(
+            tcp_limits or ConnectionLimits(), tcp_counts
+        )
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._refusal_logged_at = -_LOG_EVERY
         self._resolved: dict[str, str] = {}
         # UDP peers whose host is an IP address: where to send, ready for sendto().
         self._direct: dict[Peer, tuple[str, int]] = {}
@@ -210,7 +290,8 @@ class SipTransports:
                 port = sock.getsockname()[1]
             else:
                 server = await loop.create_server(
-                    lambda: _Tcp(self), listen.host, listen.port, reuse_address=True
+                    lambda: _Tcp(self, inbound=True), listen.host, listen.port,
+                    reuse_address=True, backlog=_TCP_BACKLOG,
                 )
                 self._servers.append(server)
                 port = server.sockets[0].getsockname()[1]
@@ -276,19 +357,35 @@ class SipTransports:
     def _send_tcp(self, peer: Peer, address: tuple[str, int], data: bytes) -> None:
         conn = self.connections.get(address)
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
-            conn.transport.write(data)
+            if not conn.write(data):
+                self.report_error(peer)
             return
-        pending = self._connecting.get(address)
-        if pending is not None:
-            pending.append(data)
+        dialling = self._connecting.get(address)
+        if dialling is None:
+            self._connecting[address] = _Dialling([data], len(data))
+            asyncio.get_running_loop().create_task(self._connect(peer, address))
             return
-        self._connecting[address] = [data]
-        asyncio.get_running_loop().create_task(self._connect(peer, address))
+        if dialling.overflowed:
+            self.report_error(peer)
+            return
+        dialling.data.append(data)
+        dialling.size += len(data)
+        if self.tcp.overflowing(None, dialling.size):
+            log.warning(
+                "tcp %s:%s: %d bytes waiting for the connection to open, over "
+                "sip_tcp_max_buffer: dropped", *address, dialling.size,
+            )
+            dialling.data.clear()
+            dialling.size = 0
+            dialling.overflowed = True
+            self.report_error(peer)
 
     async def _connect(self, peer: Peer, address: tuple[str, int]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await loop.create_connection(lambda: _Tcp(self), *address)
+            _, protocol = await loop.create_connection(
+                lambda: _Tcp(self, inbound=False), *address
+            )
         except OSError as exc:
             log.info("tcp connect to %s:%s failed: %s", *address, exc)
             self._connecting.pop(address, None)
@@ -297,9 +394,71 @@ class SipTransports:
         # Register the connection under the address we dialled as well, so replies to
         # requests we sent over it and later requests reuse it.
         self.connections[address] = protocol
-        assert protocol.transport is not None
-        for data in self._connecting.pop(address, []):
-            protocol.transport.write(data)
+        dialling = self._connecting.pop(address, None)
+        for data in [] if dialling is None else dialling.data:
+            if not protocol.write(data):
+                self._on_error(peer)
+                return
+
+    # -- TCP connection limits: the connections call these (and `tcp` itself) -----------
+
+    def tcp_opened(self, conn: _Tcp, inbound: bool) -> bool:
+        """A connection is open; False: refused (the caller closes it at once)."""
+        assert conn.peer is not None
+        now = self._now()
+        if not inbound:
+            self.tcp.track(conn, now)
+        else:
+            host = conn.peer.address[0]
+            refusal = self.tcp.admit(conn, host, now)
+            if refusal is not None:
+                if now - self._refusal_logged_at >= _LOG_EVERY:
+                    self._refusal_logged_at = now
+                    log.warning(
+                        "refusing tcp connections: %s (%s, %d open); %d refused since start",
+                        refusal, host, self.tcp.inbound, self.tcp.counts.refused,
+                    )
+                return False
+        if self._idle_timer is None:
+            self._arm_idle_timer()
+        return True
+
+    def tcp_progress(self, conn: _Tcp) -> None:
+        self.tcp.active(conn, self._now())
+
+    def tcp_written(self, conn: _Tcp) -> bool:
+        """After a write: False if the peer leaves more unsent than the limit allows, and
+        the connection was closed for it (what was sent to it fails)."""
+        assert conn.transport is not None and conn.peer is not None
+        unsent = conn.transport.get_write_buffer_size()
+        if self.tcp.overflowing(conn, unsent):
+            log.warning(
+                "closing tcp %s:%s: %d bytes it did not read, over sip_tcp_max_buffer",
+                *conn.peer.address, unsent,
+            )
+            conn.reset()
+            return False
+        self.tcp.active(conn, self._now())
+        return True
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _arm_idle_timer(self) -> None:
+        deadline = self.tcp.next_idle()
+        if deadline is not None:
+            self._idle_timer = asyncio.get_running_loop().call_at(deadline, self._close_idle)
+
+    def _close_idle(self) -> None:
+        self._idle_timer = None
+        idle = self.tcp.idle(self._now())
+        for conn in idle:
+            conn.shut()
+        if idle:
+            log.debug(
+                "closed %d tcp connection(s) idle for %g s", len(idle), self.tcp.limits.idle_timeout
+            )
+        self._arm_idle_timer()
 
     async def _resolve_and_send(self, transmit: Transmit) -> None:
         host, port = transmit.peer.address
@@ -319,6 +478,9 @@ class SipTransports:
         self._resolved[host] = address
 
     async def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         for server in self._servers:
             server.close()
         for conn in list(self.connections.values()):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .grammar import HOST, USERINFO_CHARS
+from .grammar import HOST, USERINFO_CHARS, port_number
 
 __all__ = ["SipUri", "UriError", "parse_uri"]
 
@@ -99,7 +99,7 @@ def _split_hostport(hostport: str) -> tuple[str, int | None]:
         return host, None
     if not tail.startswith(":") or not (tail[1:].isascii() and tail[1:].isdigit()):
         raise UriError("bad port")
-    port = int(tail[1:])
-    if not 0 < port < 65536:
+    port = port_number(tail[1:])
+    if port is None:
         raise UriError("port out of range")
     return host, port

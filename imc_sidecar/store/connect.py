@@ -18,18 +18,28 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .urls import redact, to_async_url
 
-__all__ = ["StoreError", "create_engine", "open_engine", "reason", "sqlite_pragmas"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "StoreError",
+    "create_engine",
+    "open_engine",
+    "reason",
+    "sqlite_pragmas",
+]
 
 log = logging.getLogger("imc_sidecar.store")
 
 _SQLITE_BUSY_MS = 5000  # another process (Kamailio, a second sidecar) may hold the lock
+DEFAULT_CONNECT_TIMEOUT = 5.0  # seconds; the db_connect_timeout setting
 
 
 class StoreError(Exception):
     """A database problem, described in one line with no password in it."""
 
 
-def open_engine(db_url: str, setting: str) -> tuple[AsyncEngine, str]:
+def open_engine(
+    db_url: str, setting: str, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+) -> tuple[AsyncEngine, str]:
     """An engine for the URL a setting (`db_url`, `history_db_url`) gives, and the URL's
     label for messages (no password); a StoreError naming the setting when it cannot."""
     label = redact(db_url)
@@ -37,10 +47,15 @@ def open_engine(db_url: str, setting: str) -> tuple[AsyncEngine, str]:
         url = to_async_url(db_url)
     except ValueError as exc:
         raise StoreError(f"{setting} {label}: {exc}") from None
-    return create_engine(url, label, setting), label
+    return create_engine(url, label, setting, connect_timeout), label
 
 
-def create_engine(url: URL, label: str, setting: str = "db_url") -> AsyncEngine:
+def create_engine(
+    url: URL, label: str, setting: str = "db_url",
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+) -> AsyncEngine:
+    """`connect_timeout` bounds opening a connection, and waiting for one from the pool,
+    so a database that does not answer fails a request instead of holding it."""
     options: dict[str, Any] = {}
     backend = url.get_backend_name()
     if backend == "sqlite":
@@ -52,6 +67,13 @@ def create_engine(url: URL, label: str, setting: str = "db_url") -> AsyncEngine:
         log.info("store %s: SQLite file %s", label, path.resolve())  # relative URLs surprise
     else:
         options["pool_pre_ping"] = True  # survive a database restart between commands
+        options["pool_timeout"] = connect_timeout
+        # Each driver names its connect timeout differently.
+        driver = url.get_driver_name()
+        if driver == "asyncpg":
+            options["connect_args"] = {"timeout": connect_timeout}
+        elif driver == "aiomysql":
+            options["connect_args"] = {"connect_timeout": connect_timeout}
         if backend in ("mysql", "mariadb"):
             options["pool_recycle"] = 3600  # below MySQL's default wait_timeout
             if "charset" not in url.query:

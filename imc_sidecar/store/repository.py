@@ -6,6 +6,12 @@ in ONE transaction, commits, and only then resolves the futures of the commands 
 that batch (group commit: one fsync serves many commands under load).  If a batch
 fails on a statement (say a duplicate key), it is retried command by command so that
 one bad command does not fail its neighbours.
+
+If the database does not answer (or not within the statement timeout), the store turns
+unavailable: that batch, everything queued behind it and every later submit fail with
+`StoreUnavailable`, so the commands that failed are always the newest ones and memory
+can take them back newest first.  `probe()` asks whether the database answers again;
+`resume()` takes writes again.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -31,7 +37,12 @@ from imc_sidecar.imc.changes import (
     StoredMember,
     StoredRoom,
 )
-from imc_sidecar.store.connect import StoreError, open_engine, reason
+from imc_sidecar.store.connect import (
+    DEFAULT_CONNECT_TIMEOUT,
+    StoreError,
+    open_engine,
+    reason,
+)
 from imc_sidecar.store.schema import (
     ImcTables,
     SchemaMismatch,
@@ -40,16 +51,33 @@ from imc_sidecar.store.schema import (
     ensure_schema,
 )
 
-__all__ = ["DoesNotFit", "Store", "StoreError", "check_fits", "read_rooms"]
+__all__ = [
+    "DEFAULT_STATEMENT_TIMEOUT",
+    "DoesNotFit",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "check_fits",
+    "read_rooms",
+]
 
 log = logging.getLogger(__name__)
 
 _MAX_BATCH_CHANGES = 500  # bounds one transaction's size under a burst
+DEFAULT_STATEMENT_TIMEOUT = 10.0  # seconds for one batch's transaction; db_statement_timeout
+# Loading every room reads whole tables: it may take this many statement timeouts.
+_LOAD_TIMEOUTS = 10
 _new_tuple = tuple.__new__
+_T = TypeVar("_T")
 
 
 class DoesNotFit(StoreError):
     """A change has a value longer than its column; nothing of the command was written."""
+
+
+class StoreUnavailable(StoreError):
+    """The database did not answer, or not in time.  What was being written may or may
+    not have been committed; only a fresh load tells."""
 
 
 @dataclass(slots=True)
@@ -61,41 +89,80 @@ class _Pending:
 class Store:
     """Kamailio's imc tables behind `load()` and write-through `apply()`."""
 
-    def __init__(self, engine: AsyncEngine, tables: ImcTables, label: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, tables: ImcTables, label: str,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+    ) -> None:
         self._engine = engine
         self._tables = tables
         self.label = label  # redacted URL, for logs
+        self.statement_timeout = statement_timeout
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
+        self.unavailable: StoreUnavailable | None = None  # why writes are refused now
         self._writer = asyncio.get_running_loop().create_task(self._run(), name="imc-store")
 
     @classmethod
     async def open(
-        cls, db_url: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members"
+        cls, db_url: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members",
+        *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
     ) -> Store:
         """Connect and create whatever tables and version rows are missing."""
-        engine, label = open_engine(db_url, "db_url")
+        engine, label = open_engine(db_url, "db_url", connect_timeout)
         dialect = engine.url.get_backend_name()
         tables = build_tables(dialect, rooms_table, members_table)
         try:
-            created = await _prepare(engine, tables, label)
+            created = await _within(
+                statement_timeout * _LOAD_TIMEOUTS, _prepare(engine, tables, label)
+            )
+        except TimeoutError as exc:
+            await engine.dispose()
+            raise StoreError(f"cannot open database {label}: {exc}") from None
         except BaseException:
             await engine.dispose()
             raise
         if created:
             log.info("store %s: created table(s) %s", label, ", ".join(created))
-        return cls(engine, tables, label)
+        return cls(engine, tables, label, statement_timeout)
+
+    @property
+    def reachable(self) -> bool:
+        """False from a write the database did not answer until `resume()`."""
+        return self.unavailable is None
 
     async def load(self) -> list[StoredRoom]:
         """Every room with its members, rooms and members each in insertion (id) order."""
         await self.apply(())  # read our own writes
         try:
-            async with self._engine.connect() as conn:
-                room_rows, member_rows = await conn.run_sync(_fetch_all, self._tables)
+            room_rows, member_rows = await _within(
+                self.statement_timeout * _LOAD_TIMEOUTS, self._fetch()
+            )
         except Exception as exc:
-            raise StoreError(f"cannot load rooms from {self.label}: {reason(exc)}") from None
+            raise StoreUnavailable(
+                f"cannot load rooms from {self.label}: {reason(exc)}"
+            ) from None
         return _assemble(room_rows, member_rows)
+
+    async def _fetch(self) -> tuple[Sequence[Any], Sequence[Any]]:
+        async with self._engine.connect() as conn:
+            return await conn.run_sync(_fetch_all, self._tables)
+
+    async def probe(self) -> None:
+        """Return once the database answers a query; StoreUnavailable if it does not."""
+        try:
+            await _within(self.statement_timeout, self._select_one())
+        except Exception as exc:
+            raise StoreUnavailable(f"database {self.label}: {reason(exc)}") from None
+
+    async def _select_one(self) -> None:
+        async with self._engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    def resume(self) -> None:
+        """Take writes again (after `probe()` succeeded)."""
+        self.unavailable = None
 
 
     def submit(self, changes: Sequence[Change]) -> asyncio.Future[None]:
@@ -107,6 +174,8 @@ class Store:
         """
         if self._closed:
             raise StoreError("store is closed")
+        if self.unavailable is not None:
+            raise self.unavailable
         for change in changes:
             problem = check_fits(change)
             if problem is not None:
@@ -159,11 +228,11 @@ class Store:
         if not any(p.changes for p in batch):
             _settle(batch, None)
             return
+        if self.unavailable is not None:
+            _settle(batch, self.unavailable)
+            return
         try:
-            async with self._engine.begin() as conn:
-                for pending in batch:
-                    for change in pending.changes:
-                        await _execute(conn, self._tables, change)
+            await _within(self.statement_timeout, self._transaction(batch))
         except (IntegrityError, DataError) as exc:
             if len(batch) > 1:
                 for pending in batch:  # find the culprit; the others still get written
@@ -172,10 +241,22 @@ class Store:
             _settle(batch, StoreError(f"database refused the change: {reason(exc)}"))
         except Exception as exc:
             why = reason(exc)
-            log.error("store %s: write failed: %s", self.label, why)
-            _settle(batch, StoreError(f"database write failed: {why}"))
+            log.error("store %s: write failed: %s; refusing writes until it answers",
+                      self.label, why)
+            # Everything queued behind this batch fails with it: the failed commands
+            # are then always the newest, which memory can take back in order.
+            self.unavailable = StoreUnavailable(f"database unavailable: {why}")
+            _settle(batch, self.unavailable)
+            while self._queue:
+                _settle([self._queue.popleft()], self.unavailable)
         else:
             _settle(batch, None)
+
+    async def _transaction(self, batch: list[_Pending]) -> None:
+        async with self._engine.begin() as conn:
+            for pending in batch:
+                for change in pending.changes:
+                    await _execute(conn, self._tables, change)
 
 
 def read_rooms(conn: Connection, tables: ImcTables) -> list[StoredRoom]:
@@ -326,6 +407,31 @@ def _member_keys(
         _ci(members.c.room, change.room_uri),
     )
     return exact, caseless
+
+
+async def _within(seconds: float, work: Coroutine[Any, Any, _T]) -> _T:
+    """`work`'s result, or TimeoutError after `seconds`.
+
+    Unlike asyncio.timeout, this does not wait for the cancelled work to unwind: its
+    cleanup (a ROLLBACK to a database that stopped answering) could hang as long as the
+    work itself.  The abandoned task finishes, or not, on its own.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_forget)
+        raise TimeoutError(f"no answer within {seconds:g} s")
+    return task.result()
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" noise
 
 
 def _ci(column: Any, value: str) -> ColumnElement[bool]:

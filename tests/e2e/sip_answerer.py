@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Callable
 
 # For a request's R-URI user part: the status line to answer with (None: stay silent)
@@ -25,6 +26,7 @@ class Answerer:
         self.status = status
         self.policy = policy
         self.received: list[bytes] = []
+        self.arrived_at: list[float] = []  # time.monotonic() of each of `received`
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -43,6 +45,7 @@ class Answerer:
                 return
             if not data.startswith(b"MESSAGE "):
                 continue
+            self.arrived_at.append(time.monotonic())  # before `received`: zip stays paired
             self.received.append(data)
             head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace").split("\r\n")
             keep = [h for h in head[1:] if h.split(":", 1)[0].lower() in _ECHOED]

@@ -116,3 +116,41 @@ def test_quick_bench_reports_both_arms(tmp_path: Path) -> None:
     assert len(history_row) == 1 and history_row[0].count("|") == 8, history_row
     assert any(t["target"] == "history on, 10x10: clean open-loop rate" for t in report["targets"])
     assert "bench/run --quick" in markdown
+
+
+@pytest.mark.timeout(60)
+def test_short_soak_samples_memory_and_loses_nothing(tmp_path: Path) -> None:
+    """``bench/run --soak`` for a few seconds at a given edge (no edge search): samples
+    with the sidecar's RSS (main process and delivery worker) and statistics, nothing
+    lost or refused at a low rate, and the report files."""
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "--soak", "--soak-edge", "2000",
+            "--soak-duration", "4", "--soak-interval", "2",
+            "--out", str(out), "--workdir", str(tmp_path / "work"),
+            "--member-net", str(100 + os.getpid() % 150),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=55, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "soak.json").read_text())
+    soak = report["soak"]
+    assert report["mode"] == "soak" and soak["error"] is None, soak["error"]
+    assert soak["edge_deliveries_per_s"] == 2000 and not soak["edge_measured"]
+    assert soak["rate"] == round(2000 / 2 / 9, 1)  # half the edge, 10x10: 9 per message
+    baseline, *samples = soak["samples"]
+    assert baseline["segment"] is None and len(samples) >= 2
+    for sample in soak["samples"]:
+        # the main process and its one delivery worker, each with memory of its own
+        assert sample["processes"] == 2 and all(v > 10 for v in sample["rss_per_process_mib"])
+        assert "imc.refused_messages" in sample["stats"]
+    assert samples[-1]["stats"]["imc.chat_messages"] > baseline["stats"]["imc.chat_messages"]
+    summary = soak["summary"]
+    assert summary["sent"] > 0 and summary["delivered"] == summary["expected"] > 0
+    assert summary["lost"] == summary["acked_incomplete"] == summary["refused_503"] == 0
+    assert not any(summary["sidecar_counters"].values()), summary["sidecar_counters"]
+    markdown = (out / "soak.md").read_text()
+    assert "| no delivery lost (of texts answered 200) | 0 texts" in markdown
+    assert "## Samples" in markdown
+    assert "bench/run --soak" in markdown

@@ -22,6 +22,9 @@ class Context:
         self.started_at = STARTED_AT
         self.history = history
 
+    def database_status(self) -> dict[str, int | float | str]:
+        return {"database": "", "reachable": 1, "seconds": 0, "outages": 0, "error": ""}
+
 
 def _member(user: str, flags: int = 0) -> StoredMember:
     return StoredMember(user, "example.com", flags)

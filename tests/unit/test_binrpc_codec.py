@@ -229,6 +229,19 @@ def test_decodes_kamcmd_requests() -> None:
     assert decode_request(body) == ("x", [-2.5, -7])
 
 
+def test_a_failed_stream_keeps_nothing_more() -> None:
+    # found by the fuzz campaign: a reader that had failed kept buffering what was fed
+    reader = PacketReader()
+    reader.feed(b"\xa2\x00\x00\x00")
+    with pytest.raises(BinrpcError) as first:
+        reader.next_packet()
+    reader.feed(encode_request(1, "core.version", []))
+    assert reader.buffered == 4
+    with pytest.raises(BinrpcError) as again:
+        reader.next_packet()
+    assert again.value is first.value
+
+
 def test_request_round_trip() -> None:
     packet = encode_request(77, "imc.list_members", ["sip:r@d", 3, -0.5])
     reader = PacketReader()

@@ -750,3 +750,14 @@ def test_admit_refuses_before_anything_changes() -> None:
     assert (joined.rc, joined.reason, joined.changes) == (-40, "User name not storable", [])
     room = engine.find_room(CHAT1)
     assert room is not None and [m.user for m in room.members] == ["alice"]
+
+
+
+def test_a_port_of_thousands_of_digits_is_refused_not_raised(chat1: ImcEngine) -> None:
+    # Found by the fuzz campaign (corpus/commands/*port_long_digits): int() refuses more
+    # than 4,300 digits, and its ValueError escaped the engine instead of a refusal.
+    digits = "1" * 5000
+    failed(send(chat1, "alice", CHAT1, f"#invite sip:zed@d:{digits}"), -50, "Invalid argument")
+    failed(send(chat1, "alice", CHAT1, "#join", from_uri=f"sip:alice@d:{digits}"),
+           -1, "Invalid From URI")
+    failed(send(chat1, "alice", f"sip:chat-1@d:{digits}", "#join"), -1, "Invalid Request-URI")

@@ -63,12 +63,25 @@ def test_a_chat_text_is_sent_at_once_and_marked_for_its_history_row() -> None:
     ("lifecycle", "reason"),
     [(Lifecycle.STOPPING, "Shutting down"), (Lifecycle.RELOADING, "Reloading state, retry")],
 )
-def test_nothing_reaches_the_engine_unless_running(lifecycle: Lifecycle, reason: str) -> None:
+def test_no_change_while_stopping_or_reloading(lifecycle: Lifecycle, reason: str) -> None:
     p = policy()
     decision = p.decide(request("alice", "#create"), 0, lifecycle, 0.0)
     assert (decision.status, decision.reason, decision.outcome) == (503, reason, None)
     assert not decision.refused  # not an overload refusal: not counted as one
     assert p.engine.find_room(ROOM) is None
+
+
+def test_while_reloading_chat_and_reading_commands_are_served_from_memory() -> None:
+    p = policy()
+    room_with(p, "alice", "bob")
+    reloading = Lifecycle.RELOADING
+    assert p.decide(request("alice", "hi"), 0, reloading, 0.0).chat
+    assert p.decide(request("bob", "#members"), 0, reloading, 0.0).status == 200
+    assert p.decide(request("bob", "#leave"), 0, reloading, 0.0).status == 503
+    room = p.engine.find_room(ROOM)
+    assert room is not None and [m.user for m in room.members] == ["alice", "bob"]
+    # Nothing at all once stopping.
+    assert p.decide(request("alice", "hi"), 0, Lifecycle.STOPPING, 0.0).outcome is None
 
 
 def test_overload_refuses_texts_with_retry_after_and_still_serves_commands() -> None:
@@ -98,11 +111,13 @@ def test_an_engine_fault_costs_one_500_not_the_server() -> None:
     assert decision.outcome is not None and not decision.outcome.changes
 
 
-def test_a_failed_write_acknowledges_nothing() -> None:
+def test_a_refused_write_acknowledges_nothing() -> None:
     p = policy()
     decision = p.decide(request("alice", "#create"), 0, RUNNING, 0.0)
     assert decision.outcome is not None
-    failed = p.write_failed(decision.outcome)
+    refused = p.write_failed(decision.outcome, unavailable=False)
+    failed = refused.outcome
+    assert failed is not None
     assert (failed.rc, failed.status, failed.reason) == (-1, 500, "Database error")
     assert failed.changes == [] and failed.messages == []
     assert (failed.command, failed.actor, failed.room) == (
@@ -110,12 +125,76 @@ def test_a_failed_write_acknowledges_nothing() -> None:
     )
 
 
+def test_a_write_the_database_did_not_answer_is_refused_with_a_notice() -> None:
+    p = policy()
+    decision = p.decide(request("alice", "#create"), 0, RUNNING, 0.0)
+    assert decision.outcome is not None
+    refused = p.write_failed(decision.outcome, unavailable=True)
+    assert (refused.status, refused.reason, refused.limited) == (
+        503, "Database Unavailable", "database",
+    )
+    assert refused.headers == (("Retry-After", "5"),)
+    assert refused.outcome is not None and refused.outcome.changes == []
+    [notice] = refused.outcome.messages
+    assert notice.recipients == ("sip:alice@example.com",) and notice.from_uri == ROOM
+    assert notice.body.startswith(b"*** The room database is not reachable, so #create")
+
+
+def database_down(p: RequestPolicy) -> None:
+    p.database.lost(10.0, "connection refused")
+
+
+def test_while_the_database_is_down_changing_commands_are_taken_back_and_refused() -> None:
+    p = policy()
+    room_with(p, "alice", "bob")
+    database_down(p)
+    for user, body in (("carol", "#join"), ("alice", "#invite dave"),
+                       ("alice", "#remove sip:bob@example.com"), ("alice", "#destroy")):
+        decision = p.decide(request(user, body), 0, RUNNING, 11.0)
+        assert (decision.status, decision.reason) == (503, "Database Unavailable"), body
+        assert decision.outcome is not None and not decision.outcome.changes
+        assert not decision.durable_first
+        [notice] = decision.outcome.messages
+        assert notice.recipients == (f"sip:{user}@example.com",)
+        assert b"was not carried out" in notice.body
+    room = p.engine.find_room(ROOM)
+    assert room is not None
+    assert [(m.user, m.flags) for m in room.members] == [("alice", 1), ("bob", 0)]
+
+
+def test_while_the_database_is_down_chat_and_reading_commands_go_on() -> None:
+    p = policy()
+    room_with(p, "alice", "bob")
+    database_down(p)
+    chat = p.decide(request("alice", "hello"), 0, RUNNING, 11.0)
+    assert chat.status == 200 and chat.chat
+    for body in ("#members", "#rooms", "#help", "#join"):  # #join: already a member
+        decision = p.decide(request("bob", body), 0, RUNNING, 11.0)
+        assert decision.status == 200, body
+        assert decision.outcome is not None and decision.outcome.messages
+    p.database.restored(20.0)
+    assert p.decide(request("carol", "#join"), 0, RUNNING, 21.0).durable_first
+
+
+def test_a_failed_invitation_while_the_database_is_down_keeps_the_invitee() -> None:
+    p = policy()
+    room_with(p, "alice")
+    p.decide(request("alice", "#invite sip:bob@example.com"), 0, RUNNING, 0.0)
+    database_down(p)
+    ticket = InviteTicket(ROOM, "sip:bob@example.com", "sip:alice@example.com")
+    decision = p.delivery_failed(ticket, 408, "Request Timeout", RUNNING)
+    assert decision.outcome is not None and not decision.outcome.changes
+    assert not decision.outcome.messages and not decision.durable_first
+    room = p.engine.find_room(ROOM)
+    assert room is not None and [m.user for m in room.members] == ["alice", "bob"]
+
+
 def test_a_failed_invitation_goes_back_to_the_engine() -> None:
     p = policy()
     room_with(p, "alice")
     p.decide(request("alice", "#invite sip:bob@example.com"), 0, RUNNING, 0.0)
     ticket = InviteTicket(ROOM, "sip:bob@example.com", "sip:alice@example.com")
-    decision = p.delivery_failed(ticket, 404, "Not Found")
+    decision = p.delivery_failed(ticket, 404, "Not Found", RUNNING)
     assert decision.outcome is not None and decision.outcome.changes  # bob is dropped
     assert decision.durable_first
 

@@ -161,7 +161,7 @@ def test_list_methods_sorted_and_complete() -> None:
             "system.listMethods", "system.methodHelp", "system.methodSignature",
             "core.version", "core.uptime", "core.info", "core.echo",
             "core.prints", "sidecar.rooms", "sidecar.members", "sidecar.events",
-            "sidecar.messages"} == set(names)
+            "sidecar.messages", "sidecar.database"} == set(names)
 
 
 def test_method_help() -> None:

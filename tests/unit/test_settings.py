@@ -118,6 +118,11 @@ def test_missing_or_broken_config_file(tmp_path: Path) -> None:
     assert "config file" in _error(["--config", str(tmp_path / "nope.toml")])
     config = _toml(tmp_path, "hash_size = \n")
     assert "not valid TOML" in _error(["--config", config])
+    # found by the fuzz campaign: tomllib raises these, not TOMLDecodeError
+    config = _toml(tmp_path, "sip_listen = " + "[" * 2000 + "]" * 2000 + "\n")
+    assert "not valid TOML" in _error(["--config", config])
+    (tmp_path / "latin1.toml").write_bytes(b'db_url = "\xff"\n')
+    assert "not valid TOML" in _error(["--config", str(tmp_path / "latin1.toml")])
 
 
 def test_error_names_setting_value_and_source(tmp_path: Path) -> None:
@@ -155,6 +160,11 @@ def test_error_names_setting_value_and_source(tmp_path: Path) -> None:
         ("check_on_create", "maybe", "must be 0 or 1"),
         ("sip_listen", "sctp:127.0.0.1:5090", "must look like udp:127.0.0.1:5090"),
         ("sip_listen", "udp:127.0.0.1:70000", "must look like"),
+        # found by the fuzz campaign: int() raised ValueError instead of the one line
+        ("sip_listen", "udp:127.0.0.1:\u00b2", "must look like"),
+        ("sip_listen", "udp:127.0.0.1:" + "1" * 5000, "must look like"),
+        ("hash_size", "1" * 5000, "must be an integer between 1 and 20"),
+        ("outbound_proxy", "sip:127.0.0.1:" + "1" * 5000, "port out of range"),
         ("sip_listen", "udp:bad host:5090", "must look like"),
         ("sip_listen", "", "needs at least one address"),
         ("sip_listen", "udp:127.0.0.1:5090,udp:127.0.0.1:5090", "listed twice"),
@@ -180,6 +190,25 @@ def test_limits() -> None:
     s = _load(env={"IMC_MAX_BODY": "2048", "IMC_SENDER_RATE": "0.5", "IMC_SENDER_BURST": "10"})
     assert (s.max_body, s.sender_rate, s.sender_burst) == (2048, 0.5, 10)
     assert (_load().max_body, _load().sender_rate, _load().sender_burst) == (65536, 1000.0, 5000)
+
+
+def test_sip_tcp_limits(tmp_path: Path) -> None:
+    s = _load()
+    assert (s.sip_tcp_max_connections, s.sip_tcp_max_per_source) == (4096, 256)
+    assert (s.sip_tcp_idle_timeout, s.sip_tcp_max_buffer) == (120.0, 1048576)
+    s = _load(["--config", _toml(tmp_path, "sip_tcp_idle_timeout = 2\n"),
+               "--sip-tcp-max-connections", "0", "--sip-tcp-max-buffer", "65536"],
+              {"IMC_SIP_TCP_MAX_PER_SOURCE": "7"})
+    assert (s.sip_tcp_max_connections, s.sip_tcp_max_per_source) == (0, 7)
+    assert (s.sip_tcp_idle_timeout, s.sip_tcp_max_buffer) == (2.0, 65536)
+    for name, value, says in [
+        ("sip_tcp_max_connections", "-1", "from 0 (no limit) to 1000000"),
+        ("sip_tcp_max_per_source", "lots", "from 0 (no limit) to 1000000"),
+        ("sip_tcp_idle_timeout", "0.5", "seconds from 1 to 86400"),
+        ("sip_tcp_max_buffer", "1000", "bytes from 65536 to 1073741824"),
+    ]:
+        error = _error(env={f"IMC_{name.upper()}": value})
+        assert error.startswith(f"{name}: ") and says in error, error
 
 
 def test_a_sip_port_off_loopback_needs_trusted_sources() -> None:

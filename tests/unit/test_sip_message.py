@@ -7,6 +7,7 @@ from imc_sidecar.sip.message import MAX_BODY_BYTES, MAX_HEAD_BYTES, ParseError, 
 from imc_sidecar.sip.parse import find_head_end, parse_message
 from imc_sidecar.sip.replies import response_bytes
 from imc_sidecar.sip.routing import apply_received, response_address
+from imc_sidecar.sip.scan import scan_request
 
 BASE = (
     "MESSAGE sip:room@chat.example SIP/2.0\r\n"
@@ -269,6 +270,49 @@ def test_empty_and_garbage() -> None:
     assert reason_of(b"\x00\xff\r\n\r\n")[0] == 400
 
 
+@pytest.mark.parametrize(
+    "edit", [("branch=z9hG4bK776", "branch=z9hG4b\x00K776"), ("Alice", "Al\x00ice")]
+)
+def test_a_nul_in_a_header_value_is_refused(edit: tuple[str, str]) -> None:
+    # Found by the fuzz campaign (corpus/sip_request/crash-via-nul): the parser kept the
+    # NUL, which Headers never hold, and rewriting the top Via (apply_received) raised
+    # ValueError in the endpoint.  The fast scan leaves such a message to the parser.
+    data = msg(BASE.replace(*edit))
+    assert reason_of(data) == (400, "Malformed header line")
+    assert scan_request(data) is None
+
+
+def test_a_nul_in_the_request_uri_is_refused() -> None:
+    # Found by the fuzz campaign (corpus/commands/crash-ruri-nul): imc echoes the
+    # Request-URI as the From of its notices, NUL included.
+    data = msg(BASE.replace("sip:room@chat.example SIP", "sip:room@chat.example;x=\x00 SIP"))
+    assert reason_of(data) == (400, "Malformed Request-URI")
+    assert scan_request(data) is None
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        'sip:room@chat.example;x="y',
+        '<sip:room@chat.example>;x="y',
+        'sip:ro"om@chat.example',
+        "<sip:room@chat.example>;tag",  # (corpus/sip_request/crash-to-tag-without-value)
+        "<sip:room@chat.example>;tag=",
+    ],
+)
+def test_a_stray_quote_in_to_is_refused(to: str) -> None:
+    # Found by the fuzz campaign (corpus/sip_request/crash-to-*): the To was taken, and
+    # the To-tag our reply added sat inside the open quote, or behind a `tag` without a
+    # value that hid it, unreadable either way.
+    data = msg(BASE.replace("To: <sip:room@chat.example>", f"To: {to}"))
+    assert reason_of(data) == (400, "Malformed To")
+
+
+def test_a_quoted_parameter_value_is_kept() -> None:
+    to = req(BASE.replace("<sip:room@chat.example>", '<sip:room@chat.example>;x="a;b"')).to_addr
+    assert to.params == (("x", '"a;b"'),)
+
+
 def test_header_block_too_large() -> None:
     big = "X-Pad: " + "a" * MAX_HEAD_BYTES + "\r\n"
     assert reason_of(msg(BASE.replace("\r\n\r\n", "\r\n" + big + "\r\n"))) == (
@@ -456,6 +500,15 @@ def test_apply_received_without_rport() -> None:
     moved = apply_received(req(plain), ("192.0.2.7", 6000)).top_via
     assert moved.received == "192.0.2.7" and moved.rport is None
     assert response_address(moved) == ("192.0.2.7", 5070)
+
+
+@pytest.mark.parametrize("rport", ["99999", "0", "1" * 5000])
+def test_an_rport_that_is_no_port_is_ignored(rport: str) -> None:
+    # Found by the fuzz campaign (corpus/sip_request/via_rport_*): the reply went to port
+    # 99999 (OverflowError in the UDP transport's sendto) or int() raised on the digits.
+    via = parse_via(f"SIP/2.0/UDP 10.0.0.1:5070;branch=z9hG4bK1;rport={rport}")
+    assert via.rport is None
+    assert response_address(via) == ("10.0.0.1", 5070)
 
 
 def test_response_address_defaults() -> None:

@@ -43,6 +43,8 @@ def test_parse(
         "sip:a@h:65536",
         "sip:a@h:x",
         "sip:a@h:\u0665",  # a non-ASCII digit is not a port
+        "sip:a@h:" + "1" * 5000,  # more digits than int() converts: out of range, no ValueError
+        "sip:a@h:" + "0" * 5000,
         "sip:a@[::1",
         "sip:a@[::1]x",
         "sip:a@h h",
@@ -52,6 +54,11 @@ def test_parse(
 def test_reject(text: str) -> None:
     with pytest.raises(UriError):
         parse_uri(text)
+
+
+def test_port_leading_zeros() -> None:
+    assert parse_uri("sip:a@h:005070").port == 5070
+    assert parse_uri("sip:a@h:" + "0" * 5000 + "5070").port == 5070
 
 
 def test_transport_and_aor() -> None:

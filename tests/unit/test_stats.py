@@ -24,7 +24,9 @@ def test_names_sorted_in_group_imc() -> None:
         "delivery_worker_restarts", "history_queued", "history_written", "history_dropped",
         "history_errors", "untrusted_requests", "untrusted_responses", "oversized_messages",
         "rate_limited_messages", "room_full_refusals", "user_rooms_refusals",
-        "rooms_limit_refusals",
+        "rooms_limit_refusals", "tcp_connections", "tcp_refused_connections",
+        "tcp_idle_closed", "tcp_overflow_closed", "tcp_framing_closed",
+        "db_reachable", "db_outages", "db_refused_commands",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 

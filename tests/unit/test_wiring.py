@@ -5,6 +5,7 @@ order, and what the app does with each decision."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from ipaddress import ip_network
@@ -93,9 +94,10 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
 
 
 async def _settle(rig: Rig) -> None:
-    """Let the write-through tasks finish (the database is real)."""
-    for task in list(rig.sidecar._writes):
-        await task
+    """Let the writes in flight finish, committed or not (the database is real)."""
+    writes = list(rig.sidecar._writes)
+    if writes:
+        await asyncio.wait(writes)
 
 
 async def _room(rig: Rig, owner: str, *members: str) -> None:
@@ -235,3 +237,58 @@ async def test_a_transport_error_fails_the_copies_to_that_peer_at_once(rig: Rig)
     rig.wire.fail(user("bob"))  # e.g. ICMP port unreachable for bob's address
     assert rig.sidecar.endpoint.pending_requests == 0
     assert rig.sidecar.stats.failed_deliveries == 1
+
+
+async def test_a_database_that_stops_answering_refuses_changes_and_comes_back(
+    rig: Rig, tmp_path: Path
+) -> None:
+    """Commands in flight when the database stops answering are all refused and taken
+    back, newest first; chat goes on; the sidecar finds the database again by itself."""
+    await _room(rig, "alice", "bob")
+    sidecar, store = rig.sidecar, rig.sidecar.store
+    assert store is not None
+    store.statement_timeout = 0.2  # the database will hold its lock for longer
+    lock = sqlite3.connect(tmp_path / "imc.sqlite", isolation_level=None)
+    lock.execute("BEGIN EXCLUSIVE")  # nobody else can write: like a database that hangs
+    try:
+        rig.send("carol", "#join")  # its write starts, and waits
+        await asyncio.sleep(0)
+        rig.send("dave", "#join")  # queued behind it: changes on top of carol's
+        rig.send("carol", "#create chat-2")  # a second room, by a member not yet stored
+        assert rig.wire.take() == []
+        await _settle(rig)
+        sent = rig.wire.take()
+        assert [(r.status, r.reason) for r in rig.replies(sent)] == [
+            (503, "Database Unavailable")
+        ] * 3
+        notices = {(n.uri, n.body[:40]) for n in rig.requests(sent)}
+        assert notices == {
+            ("sip:carol@192.0.2.3", b"*** The room database is not reachable, "),
+            ("sip:dave@192.0.2.4", b"*** The room database is not reachable, "),
+        }
+        rig.answer(sent)
+        room = sidecar.engine.find_room(ROOM)
+        assert room is not None and [m.user for m in room.members] == ["alice", "bob"]
+        assert sidecar.engine.find_room("sip:chat-2@chat.example") is None
+        assert sidecar.database_status()["reachable"] == 0
+        # Changing commands are refused at once now; chat and #members are served.
+        rig.send("eve", "#join")
+        rig.send("alice", "still talking")
+        rig.send("bob", "#members")
+        sent = rig.wire.take()
+        assert [r.status for r in rig.replies(sent)] == [503, 200, 200]
+        assert {r.uri for r in rig.requests(sent)} >= {"sip:bob@192.0.2.2"}
+        rig.answer(sent)
+    finally:
+        lock.rollback()
+        lock.close()
+    assert sidecar._recovery is not None
+    await sidecar._recovery  # probes until the database answers
+    assert sidecar._resync is not None
+    await sidecar._resync  # then reloads memory from it
+    assert sidecar.database_status()["reachable"] == 1
+    rig.send("carol", "#join")
+    await _settle(rig)
+    assert [r.status for r in rig.replies(rig.wire.take())] == [200]
+    counts = {s.name: s.value for s in sidecar.stats if s.name.startswith("db_")}
+    assert counts == {"db_reachable": 1, "db_outages": 1, "db_refused_commands": 4}
