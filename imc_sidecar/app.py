@@ -12,13 +12,20 @@ import asyncio
 import functools
 import gc
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
+from typing import Literal
 
 from .delivery.pool import DeliveryPool
+from .feed.follower import FeedFollower
+from .feed.versions import rooms_touched
 from .history.recorder import HistoryRecorder
 from .history.records import FanoutTally
 from .history.writer import HistoryWriter
+from .imc.changes import StoredRoom
+from .imc.commands import Reason
 from .imc.engine import EngineConfig, ImcEngine
 from .imc.headers import header_block
 from .imc.limits import RoomLimits
@@ -36,7 +43,7 @@ from .sip.driver import Clock, EndpointDriver, EventLoopClock, Events, Transport
 from .sip.endpoint import EndpointConfig, RequestReceived, ServerHandle, SipEndpoint
 from .sip.transport import SipTransports
 from .stats import Statistics
-from .store.repository import Store, StoreError, StoreUnavailable
+from .store.repository import Store, StoreError, StoreUnavailable, VersionConflict
 from .store.schema import check_fits
 
 __all__ = ["Sidecar"]
@@ -45,6 +52,22 @@ log = logging.getLogger("imc_sidecar")
 
 # How long a stopping sidecar waits for its own outstanding MESSAGEs to be answered.
 _STOP_GRACE = 5.0
+# Refusals that memory of a room another sidecar just changed could cause: the room
+# is read from the database and the request run again.
+_MAYBE_STALE = frozenset(
+    {Reason.ROOM_NOT_FOUND, Reason.NOT_MEMBER, Reason.NOT_ACCEPTED, Reason.NOT_INVITED}
+)
+_MAX_LOOKED_UP = 10_000
+# Changing commands that wait for a reload; past this many they are refused (503).
+_MAX_AFTER_RELOAD = 1000
+# Why a request runs once more, or later: after losing a race with another sidecar,
+# after waiting for a reload, after its room was read from the database, after waiting
+# behind that read.
+Again = Literal["rerun", "held", "looked_up", "queued"] | None
+# A request that may run again if its command loses a race, and how many it has lost.
+Attempt = tuple[RequestReceived, int]
+# Races one command may lose before it is refused (503 Room Changed Elsewhere).
+_MAX_LOSSES = 5
 # Descriptors kept beside the SIP TCP connections: database pools, RPC sockets, delivery
 # workers' channels, logs.
 _FILES_BESIDE_TCP = 256
@@ -93,6 +116,7 @@ class Sidecar:
             self._untrusted,
             self.tcp_counts,
             lambda: self.database if self.store is not None else None,
+            lambda: 0 if self.feed is None else self.feed.refreshed,
         )
         self.started_at = time.time()
         self.rpc = RpcServers(settings, build_registry(), self)
@@ -107,6 +131,20 @@ class Sidecar:
         # is taken back, newest first, when the database stops answering.
         self._in_flight: dict[int, Outcome] = {}
         self._writes: set[asyncio.Future[None]] = set()
+        self.feed: FeedFollower | None = None  # follows what other sidecars change
+        # Changing commands that came during a reload, to run once it is done; and,
+        # when the database went away meanwhile, commands that lost a race.
+        self._after_reload: list[tuple[RequestReceived, Again, int]] = []
+        # Rooms that lost a race with another sidecar, to be read again; the commands
+        # that lost, to run again then (`_lost_race`).
+        self._stale_rooms: set[str] = set()
+        self._after_refresh: list[Attempt] = []
+        self._refreshing: asyncio.Task[None] | None = None
+        # Rooms read from the database for a request, and when (`_worth_looking_up`).
+        self._looked_up: dict[str, float] = {}
+        self._lookups: set[asyncio.Task[None]] = set()
+        # Rooms being read for a request, and the requests to them that came meanwhile.
+        self._reading: dict[str, list[RequestReceived]] = {}
         self._resync: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._stopping = False
@@ -170,7 +208,9 @@ class Sidecar:
                 self.settings.db_url, self.settings.rooms_table, self.settings.members_table,
                 connect_timeout=self.settings.db_connect_timeout,
                 statement_timeout=self.settings.db_statement_timeout,
+                origin=_origin(self.settings),
             )
+            self.store.on_commit = self.stats.db_write_seconds.observe
             # A bulk load creates millions of objects and no garbage: collector passes
             # over them would cost seconds.  They are frozen (out of the collector's
             # sight) before it is switched back on, or its first pass would walk them all.
@@ -184,6 +224,16 @@ class Sidecar:
             finally:
                 gc.enable()
             log.info("loaded %d rooms from the database", count)
+            self.feed = FeedFollower(
+                self.store, self.engine_refresh,
+                lambda: self.lifecycle is Lifecycle.RUNNING and self.database.reachable,
+                self.settings.feed_interval, self.settings.feed_retention,
+            )
+            self.feed.start()
+
+    def engine_refresh(self, room_uri: str, stored: StoredRoom | None) -> None:
+        """Another sidecar changed a room: memory takes the database's copy."""
+        self.engine.refresh(room_uri, stored)
 
     async def _open_history(self) -> None:
         settings = self.settings
@@ -197,7 +247,9 @@ class Sidecar:
             url, settings.history_flush_interval, settings.history_queue,
             settings.history_retention_days, wait=False,
         )
-        self.history = HistoryRecorder(writer, settings.history_bodies)
+        self.history = HistoryRecorder(
+            writer, settings.history_bodies, fanout_done=self.stats.fanout_seconds.observe
+        )
 
     async def stop(self) -> None:
         """Finish durable writes, give outstanding MESSAGEs a moment, then close."""
@@ -208,6 +260,15 @@ class Sidecar:
                 task.cancel()
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
+        # Reads of rooms under way finish (a read cancelled halfway could hang on the
+        # connection the store is about to close); what they run again is refused.
+        reads = [task for task in (self._refreshing, *self._lookups) if task is not None]
+        if reads:
+            await asyncio.wait(reads, timeout=self.settings.db_statement_timeout)
+            for task in reads:
+                task.cancel()
+        if self.feed is not None:
+            await self.feed.close()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _STOP_GRACE
         while self._pending() and loop.time() < deadline:
@@ -281,10 +342,29 @@ class Sidecar:
         elif isinstance(context, InviteTicket) and failed:
             self._invite_failed(context, worst, reason)
 
-    def _on_request(self, event: RequestReceived, now: float) -> None:
-        self.stats.received_messages += 1
+    def _on_request(
+        self, event: RequestReceived, now: float, again: Again = None, losses: int = 0
+    ) -> None:
+        """`again`: why the request runs once more (None: it just came in); `losses`:
+        races with other sidecars its command lost so far."""
+        if again is None:
+            self.stats.received_messages += 1
+            if self._reading and self._wait_for_read(event):
+                return
         decision = self.policy.decide(event.request, self._pending(), self.lifecycle, now)
+        if decision.after_reload and len(self._after_reload) < _MAX_AFTER_RELOAD:
+            self._after_reload.append((event, "held" if again is None else again, losses))
+            return
         outcome = decision.outcome
+        if (
+            outcome is not None and outcome.reason in _MAYBE_STALE and again != "looked_up"
+            and outcome.room and self.feed is not None
+            and self._worth_looking_up(outcome.room, now)
+        ):
+            # Refused on what memory holds of the room (nothing changed), but another
+            # sidecar may have made the room or member within the feed's interval.
+            self._look_up(event, outcome.room, losses)
+            return
         if decision.limited is not None:
             self.stats.count_limited(decision.limited)
         if outcome is None:  # refused before the engine: stopping, reloading, a limit
@@ -301,7 +381,61 @@ class Sidecar:
             tally = self.history.chat(outcome, event.request.body, event.request.content_type)
             self._emit(outcome, event.handle, tally)
             return
-        self._carry_out(decision, event.handle)
+        self._carry_out(decision, event.handle, (event, losses))
+
+    def _worth_looking_up(self, room: str, now: float) -> bool:
+        """Whether `room` was not read for a request within the feed's interval (after
+        that, the feed has brought any change): a bound on reads for unknown rooms."""
+        looked = self._looked_up
+        if now - looked.get(room, -1e9) < self.settings.feed_interval:
+            return False
+        if len(looked) >= _MAX_LOOKED_UP:
+            looked.clear()
+        looked[room] = now
+        return True
+
+    def _wait_for_read(self, event: RequestReceived) -> bool:
+        """Queue `event` behind a read of its room under way: requests to one room run
+        in the order they came (a connection's stream order, for a start)."""
+        key = self.engine.room_key(event.request.uri)
+        queue = self._reading.get(key) if key is not None else None
+        if queue is None:
+            return False
+        queue.append(event)
+        return True
+
+    def _look_up(self, event: RequestReceived, room: str, losses: int) -> None:
+        """Read `room` from the database into memory, then run `event` again, then the
+        requests to the same room that came meanwhile."""
+        key = room.lower()
+        self._reading.setdefault(key, [])
+
+        async def look_up() -> None:
+            store, feed = self.store, self.feed
+            assert store is not None and feed is not None
+            versions = store.versions
+            try:
+                version, stored = await store.read_room(key)
+            except StoreError as exc:
+                log.debug("could not read %s: %s", room, exc)
+            else:
+                if (
+                    store.versions is versions and not versions.busy(key)
+                    and versions.is_news(key, version)
+                    and self.lifecycle is Lifecycle.RUNNING
+                ):
+                    self.engine.refresh(room, stored)
+                    versions.read(key, version)
+                    feed.refreshed += 1
+            now = self._now()
+            self._on_request(event, now, "looked_up", losses)
+            for waiting in self._reading.pop(key, ()):
+                self._on_request(waiting, now, "queued")
+            self.driver.flush()
+
+        task = asyncio.get_running_loop().create_task(look_up())
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
 
     def _untrusted(self) -> tuple[int, int]:
         """Requests refused and responses ignored as untrusted, here and in the workers."""
@@ -334,16 +468,22 @@ class Sidecar:
             return {"database": "", "reachable": 1, "seconds": 0, "outages": 0, "error": ""}
         return {"database": self.store.label, **self.database.status(self._now())}
 
-    def _carry_out(self, decision: Decision, handle: ServerHandle | None) -> None:
-        """Reply and send notices; when state changed, only after it is durable."""
+    def _carry_out(
+        self, decision: Decision, handle: ServerHandle | None,
+        request: Attempt | None = None,
+    ) -> None:
+        """Reply and send notices; when state changed, only after it is durable.
+        `request`: what to run again if another sidecar changed the room first."""
         outcome = decision.outcome
         assert outcome is not None
         if decision.durable_first and self.store is not None:
-            self._write(outcome, handle)
+            self._write(outcome, handle, request)
             return
         self._emit(outcome, handle, reply_headers=decision.headers)
 
-    def _write(self, outcome: Outcome, handle: ServerHandle | None) -> None:
+    def _write(
+        self, outcome: Outcome, handle: ServerHandle | None, request: Attempt | None
+    ) -> None:
         """Queue `outcome`'s changes; its reply and notices leave once they are committed.
 
         The store settles its futures in commit order and their callbacks run in that
@@ -353,16 +493,17 @@ class Sidecar:
         try:
             done = self.store.submit(outcome.changes)
         except StoreError as exc:  # too long for a column, or the database is down
-            self._write_failed(outcome, handle, exc)
+            self._write_failed(outcome, handle, exc, request)
             return
         key = id(outcome)
         self._in_flight[key] = outcome
         self._writes.add(done)
         done.add_done_callback(self._writes.discard)
-        done.add_done_callback(lambda _: self._written(key, outcome, handle, done))
+        done.add_done_callback(lambda _: self._written(key, outcome, handle, done, request))
 
     def _written(
-        self, key: int, outcome: Outcome, handle: ServerHandle | None, done: asyncio.Future[None]
+        self, key: int, outcome: Outcome, handle: ServerHandle | None,
+        done: asyncio.Future[None], request: Attempt | None,
     ) -> None:
         self._in_flight.pop(key, None)
         error = StoreError("write cancelled") if done.cancelled() else done.exception()
@@ -370,15 +511,25 @@ class Sidecar:
             outcome.undo = None  # durable: nothing to take back any more
             self._emit(outcome, handle)
         else:
-            self._write_failed(outcome, handle, error)
+            self._write_failed(outcome, handle, error, request)
         self.driver.flush()
 
     def _write_failed(
-        self, outcome: Outcome, handle: ServerHandle | None, error: BaseException
+        self, outcome: Outcome, handle: ServerHandle | None, error: BaseException,
+        request: Attempt | None = None,
     ) -> None:
         unavailable = isinstance(error, StoreUnavailable)
+        conflict = isinstance(error, VersionConflict)
         if unavailable:
             self._database_lost(str(error), outcome)
+        elif conflict:
+            self.stats.version_conflicts += 1
+            log.info("%s lost a race with another sidecar: %s", outcome.command, error)
+            self._lost_race(outcome)
+            if request is not None and request[1] + 1 < _MAX_LOSSES:
+                # Answered when run again on the re-read room.
+                self._after_refresh.append((request[0], request[1] + 1))
+                return
         else:
             # The database refused it (a constraint, a trigger): memory takes it back at
             # once, then is reloaded, since commands after it may have been written.
@@ -386,11 +537,79 @@ class Sidecar:
             self._take_back(outcome)
             if self._resync is None:  # Lifecycle.RELOADING until memory equals the database
                 self._resync = asyncio.get_running_loop().create_task(self._reload())
-        decision = self.policy.write_failed(outcome, unavailable)
+        decision = self.policy.write_failed(outcome, unavailable, conflict)
         assert decision.outcome is not None
         if decision.limited is not None:
             self.stats.count_limited(decision.limited)
         self._emit(decision.outcome, handle, reply_headers=decision.headers)
+
+    def _lost_race(self, outcome: Outcome) -> None:
+        """Another sidecar changed a room `outcome` was computed on.  Take it back, with
+        every command in flight on the same rooms (newest first: they were computed on
+        it, and the store refuses them too), then read those rooms again; the commands
+        run again once they are (`_after_refresh`).  Other rooms are left alone."""
+        assert self.store is not None
+        rooms = set(rooms_touched(outcome.changes))
+        in_flight = list(self._in_flight.values())
+        taken: list[Outcome] = []
+        grown = True
+        while grown:  # a command on two rooms brings the other one's commands in too
+            grown = False
+            for other in in_flight:
+                touched = rooms_touched(other.changes)
+                if other not in taken and rooms.intersection(touched):
+                    taken.append(other)
+                    rooms.update(touched)
+                    grown = True
+        for other in sorted(taken, key=in_flight.index, reverse=True):
+            self.engine.undo(other)
+        self.engine.undo(outcome)
+        self.store.refuse_rooms(rooms)
+        self._stale_rooms.update(rooms)
+        if self._refreshing is None:
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        """Read the rooms that lost a race again, once no write of ours to them is in
+        flight, put them in memory, then run the commands that lost again."""
+        store = self.store
+        assert store is not None
+        try:
+            while self._stale_rooms:
+                rooms = set(self._stale_rooms)
+                if any(store.versions.busy(room) for room in rooms):
+                    # They fail (the store refuses them), then the rooms are read.
+                    if self._writes:
+                        await asyncio.wait(list(self._writes))
+                    else:
+                        await asyncio.sleep(0.01)
+                    continue
+                fresh = {room: await store.read_room(room) for room in rooms}
+                if any(store.versions.busy(room) for room in rooms):
+                    continue  # a command computed on the old room came meanwhile
+                for room, (version, stored) in fresh.items():
+                    self.engine.refresh(room, stored)
+                    store.versions.read(room, version)
+                    store.accept_rooms((room,))
+                self._stale_rooms -= rooms
+        except StoreError as exc:
+            # The database went away: the outage path takes everything back, reloads
+            # memory when it answers again, and the waiting commands run after that.
+            self._after_reload.extend(
+                (request, "rerun", losses) for request, losses in self._after_refresh
+            )
+            self._after_refresh.clear()
+            self._stale_rooms.clear()
+            self._database_lost(str(exc))
+            return
+        finally:
+            self._refreshing = None
+        waiting, self._after_refresh = self._after_refresh, []
+        now = self._now()
+        for request, losses in waiting:
+            self._on_request(request, now, "rerun", losses)
+        if waiting:
+            self.driver.flush()
 
     def _take_back(self, failed: Outcome | None) -> None:
         """Take every change the database may not hold out of memory, newest first: the
@@ -459,6 +678,12 @@ class Sidecar:
             self.database.restored(self._now())
         finally:
             self._resync = None
+            waiting, self._after_reload = self._after_reload, []
+            now = self._now()
+            for request, again, losses in waiting:
+                self._on_request(request, now, again, losses)
+            if waiting:
+                self.driver.flush()
 
     def _emit(
         self,
@@ -493,6 +718,13 @@ class Sidecar:
             )
         if self.history is not None and outcome.command is not None:
             self.history.command(outcome)  # its changes are durable, its reply has left
+
+
+def _origin(settings: Settings) -> str:
+    """This sidecar's name in the change feed: host, first SIP address, process."""
+    first = settings.sip_listen[0] if settings.sip_listen else None
+    where = f"{first.host}:{first.port}" if first is not None else "-"
+    return f"{socket.gethostname()}/{where}/{os.getpid()}"[:64]
 
 
 def _tcp_limits(settings: Settings) -> ConnectionLimits:

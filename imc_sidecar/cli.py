@@ -1,4 +1,4 @@
-"""`imc-sidecar serve | rpc METHOD ARGS | db create | demo`: the command line."""
+"""`imc-sidecar serve | rpc METHOD ARGS | db create | db check | demo`: the command line."""
 
 from __future__ import annotations
 
@@ -32,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "create", help="create the imc tables (and the usage-history tables) if missing"
     )
     add_arguments(create)
+    check = db_commands.add_parser(
+        "check", help="print how the tables differ from what these settings expect"
+    )
+    add_arguments(check)
     rpc = commands.add_parser(
         "rpc",
         help="call an admin RPC method (like kamcmd)",
@@ -66,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         if args.command == "serve":
             return runner.run(_serve(settings))
+        if args.db_command == "check":
+            from .db_check import check_database
+
+            return runner.run(check_database(settings))
         return runner.run(_create_tables(settings))
 
 

@@ -10,6 +10,9 @@ kinds exist, as in Kamailio's counters:
 
 `imc:active_rooms` is the real number of rooms.  Kamailio registers the same name but
 never updates it, so there it always reads 0: a deliberate difference.
+
+Beside Kamailio's model, for Prometheus (`metrics.py`): `total()` reads a counter as if
+it had never been reset, and two histograms time what counters cannot show.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .histogram import Histogram
 from .policy.connections import ConnectionCounts
 
 if TYPE_CHECKING:
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
     from .imc.engine import ImcEngine
     from .policy.database import DatabaseHealth
 
-__all__ = ["COMMANDS", "GROUP", "Stat", "Statistics"]
+__all__ = ["COMMANDS", "DB_WRITE_BUCKETS", "FANOUT_BUCKETS", "GROUP", "Stat", "Statistics"]
 
 GROUP = "imc"
 # The counter each kind of limit refusal is counted in (policy/requests.py, imc/limits.py).
@@ -49,6 +53,17 @@ TCP_COUNTERS = {
 COMMANDS = (
     "accept", "add", "create", "destroy", "help", "invite", "join", "leave", "members",
     "modify", "reject", "remove", "rooms", "unknown",
+)
+# Seconds from accepting a chat text to the final answer of its last copy: a LAN member
+# answers in milliseconds; a copy nobody answers ends at Timer F (32 s), so the top two
+# buckets tell slow members from lost ones.
+FANOUT_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+# Seconds of one committed write transaction: a local fsync is about a millisecond; the
+# default db_statement_timeout (10 s) caps the rest.
+DB_WRITE_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )
 
 
@@ -76,6 +91,7 @@ class Statistics:
         untrusted: Callable[[], tuple[int, int]] = lambda: (0, 0),
         tcp: ConnectionCounts | None = None,
         database: Callable[[], DatabaseHealth | None] = lambda: None,
+        feed_refreshed: Callable[[], int] = lambda: 0,
     ) -> None:
         self._engine = engine  # a getter: the engine is replaced after a reload
         self._pending = pending
@@ -92,7 +108,14 @@ class Statistics:
         self.rooms_limit_refusals = 0  # commands refused: max_rooms reached
         self.db_refused_commands = 0  # changing commands refused: the database is down
         self.delivery_worker_restarts = 0  # delivery workers started again after dying
+        self.version_conflicts = 0  # writes that found their room changed by another sidecar
         self.commands: dict[str, int] = dict.fromkeys(COMMANDS, 0)
+        # Observed once per finished fan-out (history/recorder.py) and once per committed
+        # write (store/repository.py); a reset leaves them alone.
+        self.fanout_seconds = Histogram(FANOUT_BUCKETS)
+        self.db_write_seconds = Histogram(DB_WRITE_BUCKETS)
+        # What each counter had counted when it was last reset, added up: `total()`.
+        self._carried: dict[str, int] = {}
         stats = [
             Stat(GROUP, "active_rooms", self._rooms, None),
             Stat(GROUP, "members", self._members, None),
@@ -115,6 +138,9 @@ class Statistics:
             # 1 while the rooms' database answers (or there is none: db_mode 0), else 0.
             Stat(GROUP, "db_reachable", lambda: _reachable(database()), None),
             self._live_counter("db_outages", lambda: _outages(database())),
+            self._counter("version_conflicts"),
+            # Rooms re-read because another sidecar changed them (the change feed).
+            self._live_counter("feed_refreshed_rooms", feed_refreshed),
         ]
         # Kamailio lists groups, and the names in a group, in byte order.
         stats.sort(key=lambda stat: (stat.group, stat.name))
@@ -150,7 +176,12 @@ class Statistics:
 
     def reset(self, stat: Stat) -> None:
         if stat.reset is not None:
+            self._carried[stat.name] = self.total(stat)
             stat.reset()
+
+    def total(self, stat: Stat) -> int:
+        """`stat` as if never reset: a counter only grows, as Prometheus expects."""
+        return stat.read() + self._carried.get(stat.name, 0)
 
     # -- definitions -------------------------------------------------------------------
 

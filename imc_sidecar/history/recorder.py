@@ -35,12 +35,16 @@ class HistoryRecorder:
         bodies: bool,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        fanout_done: Callable[[float], None] | None = None,
     ) -> None:
+        """`fanout_done` is told, once per chat text, the seconds from its acceptance to
+        its last copy's final answer (the Prometheus histogram)."""
         self.writer = writer
         self._bodies = bodies
         self._clock = clock  # wall clock, for the rows' times
         # For latencies: uvloop's loop.time() only counts whole milliseconds.
         self._monotonic = monotonic
+        self._fanout_done = fanout_done
         self._open: set[FanoutTally] = set()
 
     # Every entry point is guarded: a fault here may cost a history row, never the reply
@@ -82,8 +86,7 @@ class HistoryRecorder:
         """One copy of `tally`'s message got its final `status`, just now."""
         try:
             if tally.answered(status, self._monotonic()) and tally in self._open:
-                self._open.discard(tally)
-                self.writer.add_message(tally.record())
+                self._finished(tally)
         except Exception:
             self._failed("a delivery answer")
 
@@ -94,10 +97,16 @@ class HistoryRecorder:
         at monotonic time `last`."""
         try:
             if tally.add(delivered, failed, worst, last) and tally in self._open:
-                self._open.discard(tally)
-                self.writer.add_message(tally.record())
+                self._finished(tally)
         except Exception:
             self._failed("a delivery worker's answers")
+
+    def _finished(self, tally: FanoutTally) -> None:
+        """Every copy of `tally`'s message has its final answer: write its row."""
+        self._open.discard(tally)
+        self.writer.add_message(tally.record())
+        if self._fanout_done is not None:
+            self._fanout_done(tally.last - tally.started)
 
     def abandon_open(self) -> None:
         """At stop: write the messages still waiting for answers, the rest failed."""

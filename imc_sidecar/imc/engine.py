@@ -17,7 +17,7 @@ from .commands import ERROR_CODES, CommandRunner, Context, Reason, Refused, pars
 from .limits import NO_LIMITS, RoomLimits
 from .model import MEMBER_INVITED, Room
 from .outcome import ChatRequest, InviteTicket, Outcome, Outgoing
-from .rooms import RoomTable
+from .rooms import RoomTable, room_key
 
 __all__ = ["MAX_CHAT_BODY", "EngineConfig", "ImcEngine"]
 
@@ -52,6 +52,14 @@ def _failed(rc: int, reason: str, command: str | None) -> Outcome:
     return Outcome(rc, 500, reason, command=command)
 
 
+def _chat_refused(reason: str, dst: SipUri) -> Outcome:
+    """A refused text, naming the room it was for (memory of it may be stale: app.py)."""
+    outcome = _failed(RC_CHAT_FAILED, reason, None)
+    if dst.user:
+        outcome.room = f"sip:{dst.user}@{dst.host}"
+    return outcome
+
+
 def _is_text(content_type: str) -> bool:
     return content_type.split(";", 1)[0].strip().lower().startswith("text/")
 
@@ -78,6 +86,12 @@ class ImcEngine:
     def load(self, rooms: Iterable[StoredRoom]) -> None:
         """Add rooms as loaded from the database, in load order."""
         self._table.load(rooms)
+
+    def refresh(self, room_uri: str, stored: StoredRoom | None) -> None:
+        """Replace one room (`sip:name@domain`, any case) with the database's copy;
+        None removes it.  For changes another sidecar made (feed/)."""
+        name, _, domain = room_uri.removeprefix("sip:").rpartition("@")
+        self._table.replace(room_key(name, domain), stored)
 
     def rooms(self) -> Iterator[Room]:
         """Every room in Kamailio order (hash bucket, then newest first)."""
@@ -113,6 +127,15 @@ class ImcEngine:
         if request.body.startswith(self._start):
             return self._command(request, src, dst)
         return self._chat(request, src, dst)
+
+    def room_key(self, request_uri: str) -> str | None:
+        """The room a Request-URI names, as `sip:user@host` in lower case (None if it
+        names none): the key of the change feed and of the rooms' versions."""
+        try:
+            dst = self._parse_uri(request_uri)
+        except UriError:
+            return None
+        return f"sip:{dst.user}@{dst.host}".lower() if dst.user else None
 
     def _parse_uri(self, text: str) -> SipUri:
         """`parse_uri`, remembered: rooms and senders repeat (a bounded cache)."""
@@ -152,12 +175,12 @@ class ImcEngine:
         """Fan a text out to every active member but the sender: the hot path."""
         room = self._table.get(dst.user, dst.host) if dst.user else None
         if room is None:
-            return _failed(RC_CHAT_FAILED, Reason.ROOM_NOT_FOUND, None)
+            return _chat_refused(Reason.ROOM_NOT_FOUND, dst)
         sender = self._table.get_member(room, src.user, src.host)
         if sender is None:
-            return _failed(RC_CHAT_FAILED, Reason.NOT_MEMBER, None)
+            return _chat_refused(Reason.NOT_MEMBER, dst)
         if sender.flags & MEMBER_INVITED:
-            return _failed(RC_CHAT_FAILED, Reason.NOT_ACCEPTED, None)
+            return _chat_refused(Reason.NOT_ACCEPTED, dst)
         content_type = request.content_type or "text/plain"
         if _is_text(content_type):
             # Kamailio prints the body with %.*s, which stops at the first NUL.

@@ -157,6 +157,32 @@ class RoomTable:
             if stored_members:
                 _load_members(entry, stored_members, domains)
 
+    def replace(self, key: tuple[str, str], stored: StoredRoom | None) -> None:
+        """Make one room what the database holds (None: it does not exist), as another
+        sidecar left it.  A room kept keeps its place in Kamailio's order and its Room
+        object; its members are rebuilt in row order, as a load builds them."""
+        entry = self._index.get(key)
+        if stored is None:
+            if entry is not None:
+                self.remove(entry.room)
+            return
+        if entry is not None and (entry.room.name, entry.room.domain) != stored[:2]:
+            self.remove(entry.room)  # destroyed and made again, spelled otherwise
+            entry = None
+        if entry is None:
+            self.load((stored,))
+            return
+        for member_key in entry.members:
+            self._count_membership(member_key, -1)
+        entry.members.clear()
+        entry.room.members.clear()
+        entry.room.flags = stored.flags
+        entry.active = None
+        if stored.members:
+            _load_members(entry, stored.members, {})
+            for member_key in entry.members:
+                self._count_membership(member_key, 1)
+
     # -- members -----------------------------------------------------------------------
 
     def get_member(self, room: Room, user: str, domain: str) -> Member | None:

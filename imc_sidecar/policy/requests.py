@@ -56,15 +56,19 @@ class Decision:
     # what refused it, for the counters: "size", "rate" or "database" (this policy's),
     # or a room limit's kind
     limited: str | None = None
+    # a changing command that met a reload: it may wait for the reload to end and run
+    # then, instead of getting this refusal (the app bounds how many wait)
+    after_reload: bool = False
 
 
 _SHUTTING_DOWN = Decision(503, "Shutting down")
-_RELOADING = Decision(503, "Reloading state, retry")
+_RELOADING = Decision(503, "Reloading state, retry", after_reload=True)
 _OVERLOADED = Decision(
     503, "Service Unavailable", headers=(("Retry-After", str(RETRY_AFTER)),), refused=True
 )
 _DATABASE_ERROR = "Database error"
 _DATABASE_DOWN = "Database Unavailable"
+_CONFLICT = "Room Changed Elsewhere, Retry"
 DATABASE_DOWN_NOTICE = (
     "*** The room database is not reachable, so {command} was not carried out; "
     "please try again in a moment"
@@ -169,17 +173,26 @@ class RequestPolicy:
             return Decision(503, _DATABASE_DOWN, Outcome(-1, 503, _DATABASE_DOWN))
         return self._decision(outcome)
 
-    def write_failed(self, outcome: Outcome, unavailable: bool) -> Decision:
+    def write_failed(
+        self, outcome: Outcome, unavailable: bool, conflict: bool = False
+    ) -> Decision:
         """What the sender hears when `outcome`'s changes could not be stored: nothing
         is acknowledged and no notice claims a change the database does not hold.
 
         `unavailable`: the database did not answer; memory has taken the changes back
         (`ImcEngine.undo`) and the sender is told in a notice, as while it stays down.
         Otherwise it refused them, and memory is to be reloaded from it
-        (`Lifecycle.RELOADING`).
+        (`Lifecycle.RELOADING`).  `conflict`: another sidecar changed the room first,
+        twice (the first time the command is run again): 503 with Retry-After.
         """
         if unavailable:
             return self._database_down(outcome, outcome.actor, outcome.room)
+        if conflict:
+            refused = Outcome(
+                rc=-1, status=503, reason=_CONFLICT, command=outcome.command,
+                actor=outcome.actor, room=outcome.room,
+            )
+            return Decision(503, _CONFLICT, refused, (("Retry-After", "1"),))
         failed = Outcome(
             rc=-1, status=500, reason=_DATABASE_ERROR, command=outcome.command,
             actor=outcome.actor, room=outcome.room,

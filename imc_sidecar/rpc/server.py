@@ -11,7 +11,7 @@ from typing import cast
 from ..settings import RpcAddress, Settings
 from .datagram import DatagramServer, start_datagram_server
 from .fifo import FifoServer
-from .http import PATH, HttpServer, start_http_server
+from .http import METRICS_PATH, PATH, HttpServer, start_http_server
 from .registry import Registry, RpcContext
 
 __all__ = ["RpcServers"]
@@ -40,7 +40,8 @@ class RpcServers:
             ))
             where = address.path if address.kind == "unix" else f"{_hostport(address)}"
             auth = "bearer token required" if settings.rpc_token else "no token"
-            log.info("rpc: JSON-RPC over HTTP serving on http://%s%s (%s)", where, PATH, auth)
+            log.info("rpc: JSON-RPC over HTTP serving on http://%s%s, Prometheus on %s (%s)",
+                     where, PATH, METRICS_PATH, auth)
         for address in settings.rpc_dgram:
             self._dgram.append(await start_datagram_server(address, self.registry, self.context))
             log.info("rpc: JSON-RPC datagrams serving on %s", address)

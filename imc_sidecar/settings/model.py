@@ -58,6 +58,8 @@ DEFAULT_SIP_TCP_MAX_BUFFER = 1024 * 1024
 # command while its sender still waits (a SIP client retransmits for 32 s).
 DEFAULT_DB_CONNECT_TIMEOUT = 5.0
 DEFAULT_DB_STATEMENT_TIMEOUT = 10.0
+DEFAULT_FEED_INTERVAL = 0.5
+DEFAULT_FEED_RETENTION = 3600.0
 DEFAULT_HISTORY_FLUSH = 0.5  # seconds between batches of usage history
 DEFAULT_HISTORY_QUEUE = 100_000  # history rows held while the database is slow or down
 MAX_RETENTION_DAYS = 100 * 366
@@ -136,6 +138,11 @@ class Settings:
     """Seconds one write transaction may take; past it the database counts as not
     answering: changing commands are refused with a notice, chat goes on, and the
     sidecar reconnects by itself.  Loading every room may take ten times this."""
+    feed_interval: float = DEFAULT_FEED_INTERVAL
+    """Seconds between reads of the change feed: how stale memory of a room another
+    sidecar changed may be (plus one read).  PostgreSQL's NOTIFY wakes it sooner."""
+    feed_retention: float = DEFAULT_FEED_RETENTION
+    """Seconds the change feed keeps a row; older rows are pruned."""
     rooms_table: str = "imc_rooms"
     members_table: str = "imc_members"
     hash_size: int = 4

@@ -22,6 +22,8 @@ from .model import (
     DEFAULT_DB_STATEMENT_TIMEOUT,
     DEFAULT_DB_URL,
     DEFAULT_DELIVERY_PORT,
+    DEFAULT_FEED_INTERVAL,
+    DEFAULT_FEED_RETENTION,
     DEFAULT_HISTORY_FLUSH,
     DEFAULT_HISTORY_QUEUE,
     DEFAULT_MAX_BODY,
@@ -416,6 +418,12 @@ SPECS = (
     Spec("db_statement_timeout", _seconds(0.1, 3600.0),
           f"seconds a write may take before the database counts as down (default "
           f"{DEFAULT_DB_STATEMENT_TIMEOUT:g})", "SECONDS"),
+    Spec("feed_interval", _seconds(0.01, 1.0),
+          f"seconds between reads of the change feed other sidecars write (default "
+          f"{DEFAULT_FEED_INTERVAL:g})", "SECONDS"),
+    Spec("feed_retention", _seconds(60.0, 30 * 86400.0),
+          f"seconds a change-feed row is kept (default {DEFAULT_FEED_RETENTION:g})",
+          "SECONDS"),
     Spec("rooms_table", _table, "rooms table (default imc_rooms)", "NAME"),
     Spec("members_table", _table, "members table (default imc_members)", "NAME"),
     Spec("hash_size", _hash_size, "room table has 2^N buckets (default 4)", "N"),

@@ -12,14 +12,20 @@ unavailable: that batch, everything queued behind it and every later submit fail
 `StoreUnavailable`, so the commands that failed are always the newest ones and memory
 can take them back newest first.  `probe()` asks whether the database answers again;
 `resume()` takes writes again.
+
+Each command's write also claims its rooms' versions and appends to the change feed
+(feed/, store/feed.py), so several sidecars can share the tables: a write that finds
+a room changed by another sidecar fails with `VersionConflict`, and so does every
+later write of ours to that room until memory is reloaded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +33,8 @@ from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, tex
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from imc_sidecar.feed.cursor import FeedRow
+from imc_sidecar.feed.versions import Claim, RoomVersions
 from imc_sidecar.imc.changes import (
     Change,
     MemberAdded,
@@ -43,6 +51,16 @@ from imc_sidecar.store.connect import (
     open_engine,
     reason,
 )
+from imc_sidecar.store.drift import storage_engine_problem
+from imc_sidecar.store.feed import (
+    VersionConflict,
+    feed_start,
+    prune_feed,
+    read_feed,
+    read_room,
+    read_versions,
+    record_claims,
+)
 from imc_sidecar.store.schema import (
     ImcTables,
     SchemaMismatch,
@@ -57,6 +75,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreUnavailable",
+    "VersionConflict",
     "check_fits",
     "read_rooms",
 ]
@@ -83,6 +102,7 @@ class StoreUnavailable(StoreError):
 @dataclass(slots=True)
 class _Pending:
     changes: tuple[Change, ...]
+    claims: tuple[Claim, ...]  # the rooms' versions this write expects
     done: asyncio.Future[None]
 
 
@@ -91,7 +111,7 @@ class Store:
 
     def __init__(
         self, engine: AsyncEngine, tables: ImcTables, label: str,
-        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT, origin: str = "",
     ) -> None:
         self._engine = engine
         self._tables = tables
@@ -101,13 +121,21 @@ class Store:
         self._wakeup = asyncio.Event()
         self._closed = False
         self.unavailable: StoreUnavailable | None = None  # why writes are refused now
+        self.origin = origin  # this sidecar's name in the change feed
+        self.versions = RoomVersions()  # the rooms' versions, as of the last load
+        self.feed_start = 0  # where following the feed starts, as of the last load
+        # Rooms whose write met a change by another sidecar: our later writes to them
+        # were computed on a stale room, so they fail too, until the next load.
+        self._conflicted: set[str] = set()
+        # Told the seconds of each committed write transaction (the Prometheus histogram).
+        self.on_commit: Callable[[float], None] | None = None
         self._writer = asyncio.get_running_loop().create_task(self._run(), name="imc-store")
 
     @classmethod
     async def open(
         cls, db_url: str, rooms_table: str = "imc_rooms", members_table: str = "imc_members",
         *, connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT,
+        statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT, origin: str = "",
     ) -> Store:
         """Connect and create whatever tables and version rows are missing."""
         engine, label = open_engine(db_url, "db_url", connect_timeout)
@@ -125,7 +153,7 @@ class Store:
             raise
         if created:
             log.info("store %s: created table(s) %s", label, ", ".join(created))
-        return cls(engine, tables, label, statement_timeout)
+        return cls(engine, tables, label, statement_timeout, origin)
 
     @property
     def reachable(self) -> bool:
@@ -133,21 +161,84 @@ class Store:
         return self.unavailable is None
 
     async def load(self) -> list[StoredRoom]:
-        """Every room with its members, rooms and members each in insertion (id) order."""
+        """Every room with its members, rooms and members each in insertion (id) order;
+        the rooms' versions and the feed's starting point are taken before them."""
         await self.apply(())  # read our own writes
         try:
-            room_rows, member_rows = await _within(
+            versions, start, room_rows, member_rows = await _within(
                 self.statement_timeout * _LOAD_TIMEOUTS, self._fetch()
             )
         except Exception as exc:
             raise StoreUnavailable(
                 f"cannot load rooms from {self.label}: {reason(exc)}"
             ) from None
+        self.versions = RoomVersions(versions)
+        self.feed_start = start
+        self._conflicted.clear()
         return _assemble(room_rows, member_rows)
 
-    async def _fetch(self) -> tuple[Sequence[Any], Sequence[Any]]:
+    async def _fetch(self) -> tuple[dict[str, int], int, Sequence[Any], Sequence[Any]]:
         async with self._engine.connect() as conn:
-            return await conn.run_sync(_fetch_all, self._tables)
+            return await conn.run_sync(_fetch_with_versions, self._tables)
+
+    @property
+    def dialect(self) -> str:
+        return str(self._engine.dialect.name)
+
+    async def listen(self, channel: str, callback: Callable[..., None]) -> Listening:
+        """PostgreSQL: a connection that LISTENs on `channel`, calling `callback` for
+        each notification, until the result is closed."""
+        async def open_listening() -> Listening:
+            conn = await self._engine.connect()
+            try:
+                raw = await conn.get_raw_connection()
+                driver = raw.driver_connection  # asyncpg's own connection
+                assert driver is not None
+                await driver.add_listener(channel, callback)
+            except BaseException:
+                await conn.close()
+                raise
+            return Listening(conn)
+
+        try:
+            return await _within(self.statement_timeout, open_listening())
+        except Exception as exc:
+            raise StoreUnavailable(f"database {self.label}: {reason(exc)}") from None
+
+    def refuse_rooms(self, rooms: Iterable[str]) -> None:
+        """Refuse our writes to these rooms (VersionConflict) until `accept_rooms`: memory
+        of them is stale, and what was computed on it must not be stored."""
+        self._conflicted.update(rooms)
+
+    def accept_rooms(self, rooms: Iterable[str]) -> None:
+        """Memory of these rooms was read again: take writes to them again."""
+        self._conflicted.difference_update(rooms)
+
+    async def read_feed(self, after: int) -> list[FeedRow]:
+        """Feed rows after id `after`, oldest first (StoreUnavailable if no answer)."""
+        rows: list[FeedRow] = await self._read(read_feed, after)
+        return rows
+
+    async def read_room(self, key: str) -> tuple[int, StoredRoom | None]:
+        """One room (by its lower-case URI) as the tables hold it, and its version."""
+        room: tuple[int, StoredRoom | None] = await self._read(read_room, key)
+        return room
+
+    async def prune_feed(self, before: float) -> int:
+        """Drop feed rows older than `before` (unix time)."""
+        pruned: int = await self._read(prune_feed, before, commit=True)
+        return pruned
+
+    async def _read(self, work: Any, argument: Any, commit: bool = False) -> Any:
+        async def run() -> Any:
+            opened = self._engine.begin() if commit else self._engine.connect()
+            async with opened as conn:
+                return await conn.run_sync(work, self._tables, argument)
+
+        try:
+            return await _within(self.statement_timeout, run())
+        except Exception as exc:
+            raise StoreUnavailable(f"database {self.label}: {reason(exc)}") from None
 
     async def probe(self) -> None:
         """Return once the database answers a query; StoreUnavailable if it does not."""
@@ -181,7 +272,8 @@ class Store:
             if problem is not None:
                 raise DoesNotFit(problem)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(tuple(changes), done))
+        claims = self.versions.claim(changes) if changes else ()
+        self._queue.append(_Pending(tuple(changes), claims, done))
         self._wakeup.set()
         return done
 
@@ -213,7 +305,7 @@ class Store:
         finally:
             # Only reached early if the task is cancelled: nobody may wait forever.
             while self._queue:
-                _settle([self._queue.popleft()], StoreError("store stopped before writing"))
+                self._settle([self._queue.popleft()], StoreError("store stopped before writing"))
 
     def _take_batch(self) -> list[_Pending]:
         batch = [self._queue.popleft()]
@@ -226,19 +318,24 @@ class Store:
 
     async def _write(self, batch: list[_Pending]) -> None:
         if not any(p.changes for p in batch):
-            _settle(batch, None)
+            self._settle(batch, None)
             return
         if self.unavailable is not None:
-            _settle(batch, self.unavailable)
+            self._settle(batch, self.unavailable)
             return
+        started = time.perf_counter()
         try:
             await _within(self.statement_timeout, self._transaction(batch))
-        except (IntegrityError, DataError) as exc:
+        except (IntegrityError, DataError, VersionConflict) as exc:
             if len(batch) > 1:
                 for pending in batch:  # find the culprit; the others still get written
                     await self._write([pending])
                 return
-            _settle(batch, StoreError(f"database refused the change: {reason(exc)}"))
+            self._conflicted.update(room for room, _ in batch[0].claims)
+            if isinstance(exc, VersionConflict):
+                self._settle(batch, exc)
+            else:
+                self._settle(batch, StoreError(f"database refused the change: {reason(exc)}"))
         except Exception as exc:
             why = reason(exc)
             log.error("store %s: write failed: %s; refusing writes until it answers",
@@ -246,23 +343,60 @@ class Store:
             # Everything queued behind this batch fails with it: the failed commands
             # are then always the newest, which memory can take back in order.
             self.unavailable = StoreUnavailable(f"database unavailable: {why}")
-            _settle(batch, self.unavailable)
+            self._settle(batch, self.unavailable)
             while self._queue:
-                _settle([self._queue.popleft()], self.unavailable)
+                self._settle([self._queue.popleft()], self.unavailable)
         else:
-            _settle(batch, None)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
+            self._settle(batch, None)
 
     async def _transaction(self, batch: list[_Pending]) -> None:
+        now = time.time()
         async with self._engine.begin() as conn:
             for pending in batch:
+                stale = [room for room, _ in pending.claims if room in self._conflicted]
+                if stale:
+                    raise VersionConflict(f"{stale[0]} changed elsewhere; not reloaded yet")
+                # Versions first: a room made elsewhere is a conflict, not a duplicate key.
+                if pending.claims:
+                    await record_claims(conn, self._tables, pending.claims, self.origin, now)
                 for change in pending.changes:
                     await _execute(conn, self._tables, change)
+
+    def _settle(self, batch: list[_Pending], error: StoreError | None) -> None:
+        for pending in batch:
+            self.versions.settled(pending.claims)
+        _settle(batch, error)
+
+
+class Listening:
+    """A LISTENing connection; `close()` drops it rather than pool it, listeners and
+    all."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    async def close(self) -> None:
+        try:
+            await self._conn.invalidate()
+        finally:
+            await self._conn.close()
 
 
 def read_rooms(conn: Connection, tables: ImcTables) -> list[StoredRoom]:
     """Every room with its members, as the sidecar loads them at start: the one loading
     rule, which the analysts' offline client (`Client.from_db`) uses too."""
     return _assemble(*_fetch_all(conn, tables))
+
+
+def _fetch_with_versions(
+    conn: Connection, tables: ImcTables
+) -> tuple[dict[str, int], int, Sequence[Any], Sequence[Any]]:
+    # Versions and the feed position first: the rooms read after are at least as new.
+    versions = read_versions(conn, tables)
+    start = feed_start(conn, tables)
+    return (versions, start, *_fetch_all(conn, tables))
 
 
 def _fetch_all(conn: Connection, tables: ImcTables) -> tuple[Sequence[Any], Sequence[Any]]:
@@ -339,7 +473,8 @@ def _is_race(exc: DBAPIError) -> bool:
 
 async def _warn_non_transactional(conn: AsyncConnection, tables: ImcTables) -> None:
     # Old Kamailio scripts said ENGINE=MyISAM: no rollback, so a failed command may
-    # leave half its rows.  Worth a loud hint, not a refusal.
+    # leave half its rows.  Worth a loud hint, not a refusal (`db check` fails on it).
+    ours = {t.name: t for t in (tables.rooms, tables.members)}
     rows = await conn.execute(
         text(
             "SELECT table_name, engine FROM information_schema.tables "
@@ -348,14 +483,9 @@ async def _warn_non_transactional(conn: AsyncConnection, tables: ImcTables) -> N
         {"rooms": tables.rooms.name, "members": tables.members.name},
     )
     for name, engine in rows:
-        if engine and engine.upper() != "INNODB":
-            log.warning(
-                "store: table %s uses %s, which has no transactions; "
-                "consider ALTER TABLE %s ENGINE=InnoDB",
-                name,
-                engine,
-                name,
-            )
+        problem = storage_engine_problem(ours[name], engine) if name in ours and engine else None
+        if problem is not None:
+            log.warning("store: %s", problem)
 
 
 async def _execute(conn: AsyncConnection, tables: ImcTables, change: Change) -> None:

@@ -4,8 +4,12 @@ Column names, types, sizes, NOT NULL, auto-increment ids and unique-constraint n
 match Kamailio's generated DDL (utils/kamctl/<db>/imc-create.sql, standard-create.sql)
 so that a real Kamailio and this sidecar can share the tables in either direction.
 Constraint names differ per database exactly as Kamailio's do: bare on MySQL,
-prefixed with the table name on PostgreSQL and SQLite.  The one addition is an
+prefixed with the table name on PostgreSQL and SQLite.  One addition to them is an
 explicit InnoDB engine on MySQL, because a write-through store needs transactions.
+
+Two tables are the sidecar's own, for several sidecars on one database (feed/): the
+rooms' versions and the change feed.  Kamailio never reads them, so its imc can take
+over the imc tables, and give them back, with these beside them.
 """
 
 from __future__ import annotations
@@ -13,8 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
+    Double,
+    Index,
     Integer,
     MetaData,
     String,
@@ -43,11 +50,16 @@ __all__ = [
     "build_tables",
     "check_fits",
     "ensure_schema",
+    "holds",
 ]
 
 FIELD_SIZE = 64  # every string column of imc_rooms/imc_members is VARCHAR(64)
 TABLE_VERSION = 1  # both imc tables are version 1 in every Kamailio release
 VERSION_TABLE = "version"
+ROOM_VERSIONS_TABLE = "imc_sidecar_room_versions"
+CHANGES_TABLE = "imc_sidecar_changes"
+ROOM_KEY_SIZE = 2 * FIELD_SIZE + 5  # "sip:" + name + "@" + domain, in lower case
+ORIGIN_SIZE = 64
 _VERSION_NAME_SIZE = 32
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1  # flag is a signed 32-bit INT
 _MYSQL = ("mysql", "mariadb")  # SQLAlchemy's names for the MySQL family
@@ -63,6 +75,12 @@ class ImcTables:
     rooms: Table
     members: Table
     version: Table
+    room_versions: Table  # the sidecar's own: one row per room ever changed
+    changes: Table  # the sidecar's own: the change feed
+
+    def versions(self) -> dict[str, int]:
+        """The `version` rows Kamailio's imc checks at start (it refuses other values)."""
+        return {self.rooms.name: TABLE_VERSION, self.members.name: TABLE_VERSION}
 
 
 def build_tables(
@@ -94,6 +112,9 @@ def build_tables(
             "room",
             name=_name(dialect, members_table, "account_room_idx"),
         ),
+        # Not in Kamailio's DDL: a sidecar re-reads one room's members when another
+        # changed it (feed/), and the unique index above cannot find them by room.
+        Index(f"{members_table}_room_idx", "room"),
         mysql_engine="InnoDB",
     )
     version = Table(
@@ -110,33 +131,61 @@ def build_tables(
         UniqueConstraint("table_name", name=_name(dialect, VERSION_TABLE, "table_name_idx")),
         mysql_engine="InnoDB",
     )
-    return ImcTables(metadata, rooms, members, version)
+    room_versions = Table(
+        ROOM_VERSIONS_TABLE,
+        metadata,
+        Column("room", String(ROOM_KEY_SIZE), primary_key=True, nullable=False),
+        Column("version", BigInteger, nullable=False),
+        mysql_engine="InnoDB",
+    )
+    changes = Table(
+        CHANGES_TABLE,
+        metadata,
+        # SQLite: INTEGER PRIMARY KEY (the rowid alias); BIGINT elsewhere.
+        Column(
+            "id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True,
+            autoincrement=True, nullable=False,
+        ),
+        Column("room", String(ROOM_KEY_SIZE), nullable=False),
+        Column("version", BigInteger, nullable=False),
+        Column("origin", String(ORIGIN_SIZE), nullable=False),
+        Column("changed_at", Double, nullable=False),  # unix time, for pruning
+        Index(f"{CHANGES_TABLE}_changed_at_idx", "changed_at"),
+        mysql_engine="InnoDB",
+    )
+    return ImcTables(metadata, rooms, members, version, room_versions, changes)
 
 
 def ensure_schema(conn: Connection, tables: ImcTables) -> list[str]:
-    """Create whichever of the three tables is missing and add absent version rows.
+    """Create whichever table is missing and add absent rows to Kamailio's `version`.
 
     Existing tables (a real Kamailio's) are left exactly as they are, apart from a
     check that the columns we read and write are there.  Returns the tables created.
     """
     existing = set(inspect(conn).get_table_names())
     created: list[str] = []
-    for table in (tables.version, tables.rooms, tables.members):
+    for table in (
+        tables.version, tables.rooms, tables.members, tables.room_versions, tables.changes
+    ):
         if table.name in existing:
             _check_columns(conn, table)
+            _add_missing_indexes(conn, table)
         else:
             table.create(conn)
             created.append(table.name)
-    wanted = [tables.rooms.name, tables.members.name]
+    wanted = tables.versions()
     if tables.version.name in created:
-        wanted.insert(0, VERSION_TABLE)  # standard-create.sql records the table itself
+        # standard-create.sql records the table itself, first
+        wanted = {VERSION_TABLE: TABLE_VERSION, **wanted}
     version = tables.version
     present = set(
         conn.execute(
-            select(version.c.table_name).where(version.c.table_name.in_(wanted))
+            select(version.c.table_name).where(version.c.table_name.in_(list(wanted)))
         ).scalars()
     )
-    rows = [{"table_name": n, "table_version": TABLE_VERSION} for n in wanted if n not in present]
+    rows = [
+        {"table_name": n, "table_version": v} for n, v in wanted.items() if n not in present
+    ]
     if rows:
         conn.execute(version.insert(), rows)
     return created
@@ -165,7 +214,7 @@ def check_fits(change: Change) -> str | None:
     else:
         return None  # deletions remove rows that fit by construction
     for label, value in fields:
-        if len(value) > FIELD_SIZE:
+        if not holds(FIELD_SIZE, len(value)):
             return (
                 f"{label} is {len(value)} characters long; "
                 f"the database column holds at most {FIELD_SIZE}"
@@ -175,6 +224,12 @@ def check_fits(change: Change) -> str | None:
     if not _INT_MIN <= change.flags <= _INT_MAX:
         return f"flags value {change.flags} does not fit the database INT column"
     return None
+
+
+def holds(size: int | None, length: int) -> bool:
+    """Whether a column of `size` characters (None: unbounded) takes `length` of them:
+    the one length rule, for values (check_fits) and for live columns (`db check`)."""
+    return size is None or length <= size
 
 
 def _id_column() -> Column[int]:
@@ -192,6 +247,14 @@ def _int11() -> TypeEngine[int]:
 
 def _name(dialect: str, table: str, suffix: str) -> str:
     return suffix if dialect in _MYSQL else f"{table}_{suffix}"
+
+
+def _add_missing_indexes(conn: Connection, table: Table) -> None:
+    """Create the plain indexes of ours that a table made by Kamailio lacks."""
+    have = {index["name"] for index in inspect(conn).get_indexes(table.name)}
+    for index in table.indexes:
+        if index.name not in have:
+            index.create(conn)
 
 
 def _check_columns(conn: Connection, table: Table) -> None:

@@ -27,6 +27,7 @@ def test_names_sorted_in_group_imc() -> None:
         "rooms_limit_refusals", "tcp_connections", "tcp_refused_connections",
         "tcp_idle_closed", "tcp_overflow_closed", "tcp_framing_closed",
         "db_reachable", "db_outages", "db_refused_commands",
+        "version_conflicts", "feed_refreshed_rooms",
         *(f"cmd_{command}" for command in COMMANDS),
     }
 
