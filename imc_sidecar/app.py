@@ -58,7 +58,9 @@ _MAYBE_STALE = frozenset(
     {Reason.ROOM_NOT_FOUND, Reason.NOT_MEMBER, Reason.NOT_ACCEPTED, Reason.NOT_INVITED}
 )
 _MAX_LOOKED_UP = 10_000
-# Changing commands that wait for a reload; past this many they are refused (503).
+_MAX_LOOKUPS = 4  # rooms read for requests at once
+# Requests that wait for a reload, or for rooms to be read again after a lost race;
+# past this many they are refused (503).
 _MAX_AFTER_RELOAD = 1000
 # Why a request runs once more, or later: after losing a race with another sidecar,
 # after waiting for a reload, after its room was read from the database, after waiting
@@ -349,7 +351,7 @@ class Sidecar:
         races with other sidecars its command lost so far."""
         if again is None:
             self.stats.received_messages += 1
-            if self._reading and self._wait_for_read(event):
+            if (self._reading or self._stale_rooms) and self._wait_for_read(event, losses):
                 return
         decision = self.policy.decide(event.request, self._pending(), self.lifecycle, now)
         if decision.after_reload and len(self._after_reload) < _MAX_AFTER_RELOAD:
@@ -384,8 +386,15 @@ class Sidecar:
         self._carry_out(decision, event.handle, (event, losses))
 
     def _worth_looking_up(self, room: str, now: float) -> bool:
-        """Whether `room` was not read for a request within the feed's interval (after
-        that, the feed has brought any change): a bound on reads for unknown rooms."""
+        """Whether to read `room` for a request: only while memory and the database are
+        in service, with few reads under way (chat to the room waits for one), and not
+        if it was read within the feed's interval (after that, the feed has brought
+        any change): a bound on what texts to made-up rooms cost."""
+        if (
+            len(self._lookups) >= _MAX_LOOKUPS or self.lifecycle is not Lifecycle.RUNNING
+            or not self.database.reachable
+        ):
+            return False
         looked = self._looked_up
         if now - looked.get(room, -1e9) < self.settings.feed_interval:
             return False
@@ -394,15 +403,21 @@ class Sidecar:
         looked[room] = now
         return True
 
-    def _wait_for_read(self, event: RequestReceived) -> bool:
+    def _wait_for_read(self, event: RequestReceived, losses: int) -> bool:
         """Queue `event` behind a read of its room under way: requests to one room run
-        in the order they came (a connection's stream order, for a start)."""
+        in the order they came (a connection's stream order, for a start).  A room
+        that lost a race waits to be read again; what it gets meanwhile runs after."""
         key = self.engine.room_key(event.request.uri)
-        queue = self._reading.get(key) if key is not None else None
-        if queue is None:
+        if key is None:
             return False
-        queue.append(event)
-        return True
+        queue = self._reading.get(key)
+        if queue is not None:
+            queue.append(event)
+            return True
+        if key in self._stale_rooms and len(self._after_refresh) < _MAX_AFTER_RELOAD:
+            self._after_refresh.append((event, losses))
+            return True
+        return False
 
     def _look_up(self, event: RequestReceived, room: str, losses: int) -> None:
         """Read `room` from the database into memory, then run `event` again, then the
@@ -428,10 +443,12 @@ class Sidecar:
                     versions.read(key, version)
                     feed.refreshed += 1
             now = self._now()
-            self._on_request(event, now, "looked_up", losses)
-            for waiting in self._reading.pop(key, ()):
-                self._on_request(waiting, now, "queued")
-            self.driver.flush()
+            try:
+                self._on_request(event, now, "looked_up", losses)
+            finally:  # whatever happens, the room's queue is let go
+                for waiting in self._reading.pop(key, ()):
+                    self._on_request(waiting, now, "queued")
+                self.driver.flush()
 
         task = asyncio.get_running_loop().create_task(look_up())
         self._lookups.add(task)
@@ -526,7 +543,10 @@ class Sidecar:
             self.stats.version_conflicts += 1
             log.info("%s lost a race with another sidecar: %s", outcome.command, error)
             self._lost_race(outcome)
-            if request is not None and request[1] + 1 < _MAX_LOSSES:
+            if (
+                request is not None and request[1] + 1 < _MAX_LOSSES
+                and len(self._after_refresh) < _MAX_AFTER_RELOAD
+            ):
                 # Answered when run again on the re-read room.
                 self._after_refresh.append((request[0], request[1] + 1))
                 return
@@ -584,8 +604,12 @@ class Sidecar:
                     else:
                         await asyncio.sleep(0.01)
                     continue
+                versions = store.versions
                 fresh = {room: await store.read_room(room) for room in rooms}
-                if any(store.versions.busy(room) for room in rooms):
+                if store.versions is not versions:
+                    self._stale_rooms -= rooms  # memory was reloaded meanwhile: fresh
+                    continue
+                if any(versions.busy(room) for room in rooms):
                     continue  # a command computed on the old room came meanwhile
                 for room, (version, stored) in fresh.items():
                     self.engine.refresh(room, stored)
@@ -593,15 +617,11 @@ class Sidecar:
                     store.accept_rooms((room,))
                 self._stale_rooms -= rooms
         except StoreError as exc:
-            # The database went away: the outage path takes everything back, reloads
-            # memory when it answers again, and the waiting commands run after that.
-            self._after_reload.extend(
-                (request, "rerun", losses) for request, losses in self._after_refresh
-            )
-            self._after_refresh.clear()
+            # The database went away: the outage path takes everything back and reloads
+            # memory when it answers again.  The waiting requests run now: chat on the
+            # memory there is, changing commands refused until then.
             self._stale_rooms.clear()
             self._database_lost(str(exc))
-            return
         finally:
             self._refreshing = None
         waiting, self._after_refresh = self._after_refresh, []

@@ -39,6 +39,16 @@ class FeedCursor:
         self._missing: dict[int, float] = {}  # id above `after` -> when first missed
 
     @property
+    def newest(self) -> int:
+        """Where a read for new rows starts (exclusive): past every id seen, so that rows
+        under a missing id are not read again and again."""
+        return max(self.after, max(self._seen, default=self.after))
+
+    def missing(self, most: int = 1000) -> list[int]:
+        """The oldest ids still awaited, to ask for by id."""
+        return sorted(self._missing)[:most]
+
+    @property
     def waiting_for(self) -> int:
         """Ids below the newest seen that have not shown up yet."""
         return len(self._missing)

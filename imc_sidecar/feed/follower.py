@@ -77,11 +77,16 @@ class FeedFollower:
             self._wake.clear()
             try:
                 await self._listen()
+            except StoreError as exc:  # polling still bounds staleness without it
+                log.debug("change feed: no LISTEN connection: %s", exc)
+            try:
                 await self.round()
             except StoreError as exc:
                 # The writes notice an outage and recover; here, just try again later.
                 log.debug("change feed not read: %s", exc)
                 await self._unlisten()
+            except Exception:  # a bug must not stop the following for good
+                log.exception("change feed: a round failed")
             if self._closing:
                 return
             with contextlib.suppress(TimeoutError):
@@ -92,7 +97,9 @@ class FeedFollower:
         store = self.store
         if not self.ready():
             return
-        for row in self.cursor.take(await store.read_feed(self.cursor.after), time.monotonic()):
+        cursor = self.cursor
+        rows = await store.read_feed(cursor.newest, cursor.missing())
+        for row in cursor.take(rows, time.monotonic()):
             if row.version > self.waiting.get(row.room, 0):
                 self.waiting[row.room] = row.version
         for room, version in list(self.waiting.items()):
@@ -124,7 +131,12 @@ class FeedFollower:
         """On PostgreSQL, hold a connection that LISTENs, so commits wake the loop."""
         if self._listener is not None or self.store.dialect != "postgresql":
             return
-        self._listener = await self.store.listen(NOTIFY_CHANNEL, lambda *_: self.wake())
+        self._listener = await self.store.listen(NOTIFY_CHANNEL, self._notified)
+
+    def _notified(self, _connection: object, _pid: int, _channel: str, origin: str) -> None:
+        """A commit on PostgreSQL; our own need no read (they are in memory)."""
+        if origin != self.store.origin:
+            self.wake()
 
     async def _unlisten(self) -> None:
         listener, self._listener = self._listener, None

@@ -170,7 +170,11 @@ class RoomTable:
             self.remove(entry.room)  # destroyed and made again, spelled otherwise
             entry = None
         if entry is None:
+            counts = self._memberships  # kept up to date, not rebuilt (load drops it)
             self.load((stored,))
+            self._memberships = counts
+            for member_key in self._index[room_key(stored.name, stored.domain)].members:
+                self._count_membership(member_key, 1)
             return
         for member_key in entry.members:
             self._count_membership(member_key, -1)

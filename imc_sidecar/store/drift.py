@@ -190,6 +190,8 @@ def _compare_keys(table: Table, live: LiveTable) -> list[Difference]:
         if isinstance(constraint, UniqueConstraint):
             unique.append((_name(constraint.name), _lower(c.name for c in constraint.columns)))
     for index in sorted(table.indexes, key=lambda i: str(i.name)):
+        if not all(isinstance(e, Column) for e in index.expressions):
+            continue  # lower(...) indexes: SQLAlchemy's reflection cannot see them
         keys = unique if index.unique else plain
         keys.append((_name(index.name), _index_columns(index)))
     live_unique = [_lower(k) for k in live.unique_keys]

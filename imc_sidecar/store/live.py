@@ -6,12 +6,13 @@ The edge of `imc-sidecar db check`: SQLAlchemy's inspector and one SELECT of Kam
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, inspect, select
 from sqlalchemy.engine import Inspector
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SAWarning
 
 from .drift import LiveColumn, LiveSchema, LiveTable
 
@@ -43,10 +44,12 @@ def _describe(inspector: Inspector, conn: Connection, name: str) -> LiveTable:
                    _filled(conn.dialect.name, c, primary))
         for c in inspector.get_columns(name)
     )
-    indexes = inspector.get_indexes(name)
-    unique: list[Sequence[str | None]] = [
-        u["column_names"] for u in inspector.get_unique_constraints(name)
-    ]
+    with warnings.catch_warnings():  # lower(...) indexes: not reflected (nor checked)
+        warnings.simplefilter("ignore", SAWarning)
+        indexes = inspector.get_indexes(name)
+        unique: list[Sequence[str | None]] = [
+            u["column_names"] for u in inspector.get_unique_constraints(name)
+        ]
     unique += [i["column_names"] for i in indexes if i.get("unique")]
     return LiveTable(
         name,

@@ -22,6 +22,7 @@ later write of ours to that room until memory is reloaded.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -29,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Table, and_, func, select, text
+from sqlalchemy import ColumnElement, Connection, Table, and_, select, text
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -55,6 +56,8 @@ from imc_sidecar.store.drift import storage_engine_problem
 from imc_sidecar.store.feed import (
     VersionConflict,
     feed_start,
+    lock_rooms,
+    lost_a_lock,
     prune_feed,
     read_feed,
     read_room,
@@ -65,6 +68,7 @@ from imc_sidecar.store.schema import (
     ImcTables,
     SchemaMismatch,
     build_tables,
+    caseless,
     check_fits,
     ensure_schema,
 )
@@ -214,9 +218,10 @@ class Store:
         """Memory of these rooms was read again: take writes to them again."""
         self._conflicted.difference_update(rooms)
 
-    async def read_feed(self, after: int) -> list[FeedRow]:
-        """Feed rows after id `after`, oldest first (StoreUnavailable if no answer)."""
-        rows: list[FeedRow] = await self._read(read_feed, after)
+    async def read_feed(self, after: int, missing: Sequence[int] = ()) -> list[FeedRow]:
+        """Feed rows after id `after` (a page, oldest first) and the rows of the ids
+        `missing` that exist by now (StoreUnavailable if no answer)."""
+        rows: list[FeedRow] = await self._read(read_feed, (after, missing))
         return rows
 
     async def read_room(self, key: str) -> tuple[int, StoredRoom | None]:
@@ -326,34 +331,47 @@ class Store:
         started = time.perf_counter()
         try:
             await _within(self.statement_timeout, self._transaction(batch))
-        except (IntegrityError, DataError, VersionConflict) as exc:
+        except (IntegrityError, DataError, VersionConflict, DBAPIError) as exc:
+            lost = isinstance(exc, VersionConflict) or lost_a_lock(exc)
+            if not lost and not isinstance(exc, IntegrityError | DataError):
+                await self._unavailable(batch, exc)
+                return
             if len(batch) > 1:
                 for pending in batch:  # find the culprit; the others still get written
                     await self._write([pending])
                 return
             self._conflicted.update(room for room, _ in batch[0].claims)
-            if isinstance(exc, VersionConflict):
-                self._settle(batch, exc)
+            if lost:
+                # A deadlock or lock timeout with another sidecar: a race lost, too.
+                conflict = exc if isinstance(exc, VersionConflict) else VersionConflict(reason(exc))
+                self._settle(batch, conflict)
             else:
                 self._settle(batch, StoreError(f"database refused the change: {reason(exc)}"))
         except Exception as exc:
-            why = reason(exc)
-            log.error("store %s: write failed: %s; refusing writes until it answers",
-                      self.label, why)
-            # Everything queued behind this batch fails with it: the failed commands
-            # are then always the newest, which memory can take back in order.
-            self.unavailable = StoreUnavailable(f"database unavailable: {why}")
-            self._settle(batch, self.unavailable)
-            while self._queue:
-                self._settle([self._queue.popleft()], self.unavailable)
+            await self._unavailable(batch, exc)
         else:
             if self.on_commit is not None:
                 self.on_commit(time.perf_counter() - started)
             self._settle(batch, None)
 
+    async def _unavailable(self, batch: list[_Pending], exc: BaseException) -> None:
+        why = reason(exc)
+        log.error("store %s: write failed: %s; refusing writes until it answers",
+                  self.label, why)
+        # Everything queued behind this batch fails with it: the failed commands are
+        # then always the newest, which memory can take back in order.
+        self.unavailable = StoreUnavailable(f"database unavailable: {why}")
+        self._settle(batch, self.unavailable)
+        while self._queue:
+            self._settle([self._queue.popleft()], self.unavailable)
+
     async def _transaction(self, batch: list[_Pending]) -> None:
         now = time.time()
         async with self._engine.begin() as conn:
+            await lock_rooms(
+                conn, self._tables,
+                (room for pending in batch for room, expected in pending.claims if expected),
+            )
             for pending in batch:
                 stale = [room for room, _ in pending.claims if room in self._conflicted]
                 if stale:
@@ -366,8 +384,18 @@ class Store:
 
     def _settle(self, batch: list[_Pending], error: StoreError | None) -> None:
         for pending in batch:
-            self.versions.settled(pending.claims)
+            if not pending.claims:
+                continue
+            if pending.done.done():  # cancelled: nobody takes anything back
+                self.versions.settled(pending.claims)
+            else:
+                # After the callbacks the caller added at submit: the room stays busy
+                # (not to be re-read) until the caller has taken a failed write back.
+                pending.done.add_done_callback(functools.partial(self._settled, pending.claims))
         _settle(batch, error)
+
+    def _settled(self, claims: tuple[Claim, ...], _: object) -> None:
+        self.versions.settled(claims)
 
 
 class Listening:
@@ -496,10 +524,12 @@ async def _execute(conn: AsyncConnection, tables: ImcTables, change: Change) -> 
         )
     elif isinstance(change, RoomDestroyed):
         uri = f"sip:{change.name}@{change.domain}"
-        await conn.execute(members.delete().where(_ci(members.c.room, uri)))
+        dialect = conn.dialect.name
+        await conn.execute(members.delete().where(caseless(dialect, members.c.room, uri)))
         await conn.execute(
             rooms.delete().where(
-                _ci(rooms.c.name, change.name), _ci(rooms.c.domain, change.domain)
+                caseless(dialect, rooms.c.name, change.name),
+                caseless(dialect, rooms.c.domain, change.domain),
             )
         )
     elif isinstance(change, MemberAdded):
@@ -509,20 +539,20 @@ async def _execute(conn: AsyncConnection, tables: ImcTables, change: Change) -> 
             )
         )
     elif isinstance(change, MemberFlagsChanged):
-        for where in _member_keys(members, change):
+        for where in _member_keys(conn.dialect.name, members, change):
             result = await conn.execute(members.update().where(where).values(flag=change.flags))
             if result.rowcount:
                 return
         log.warning("store: no row to update for %s in %s", change.user, change.room_uri)
     elif isinstance(change, MemberRemoved):
-        for where in _member_keys(members, change):
+        for where in _member_keys(conn.dialect.name, members, change):
             result = await conn.execute(members.delete().where(where))
             if result.rowcount:
                 return
 
 
 def _member_keys(
-    members: Table, change: MemberFlagsChanged | MemberRemoved
+    dialect: str, members: Table, change: MemberFlagsChanged | MemberRemoved
 ) -> tuple[ColumnElement[bool], ColumnElement[bool]]:
     # The engine names a member as first stored, so the exact (indexed) match normally
     # hits; a row written with other case by someone else is found by the second.
@@ -531,12 +561,12 @@ def _member_keys(
         members.c.domain == change.domain,
         members.c.room == change.room_uri,
     )
-    caseless = and_(
-        _ci(members.c.username, change.user),
-        _ci(members.c.domain, change.domain),
-        _ci(members.c.room, change.room_uri),
+    any_case = and_(
+        caseless(dialect, members.c.username, change.user),
+        caseless(dialect, members.c.domain, change.domain),
+        caseless(dialect, members.c.room, change.room_uri),
     )
-    return exact, caseless
+    return exact, any_case
 
 
 async def _within(seconds: float, work: Coroutine[Any, Any, _T]) -> _T:
@@ -562,11 +592,6 @@ async def _within(seconds: float, work: Coroutine[Any, Any, _T]) -> _T:
 def _forget(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: no "exception was never retrieved" noise
-
-
-def _ci(column: Any, value: str) -> ColumnElement[bool]:
-    # Lookups in imc are case-insensitive (strncasecmp); MySQL's collation already is.
-    return func.lower(column) == func.lower(value)
 
 
 def _settle(batch: list[_Pending], error: StoreError | None) -> None:

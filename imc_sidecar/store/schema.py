@@ -14,11 +14,14 @@ over the imc tables, and give them back, with these beside them.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
     Column,
+    ColumnElement,
     Connection,
     Double,
     Index,
@@ -27,11 +30,14 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    func,
     inspect,
     select,
     text,
 )
 from sqlalchemy.dialects import mysql
+from sqlalchemy.exc import SAWarning
+from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import TypeEngine
 
 from imc_sidecar.imc.changes import (
@@ -48,6 +54,7 @@ __all__ = [
     "ImcTables",
     "SchemaMismatch",
     "build_tables",
+    "caseless",
     "check_fits",
     "ensure_schema",
     "holds",
@@ -152,8 +159,26 @@ def build_tables(
         Column("changed_at", Double, nullable=False),  # unix time, for pruning
         Index(f"{CHANGES_TABLE}_changed_at_idx", "changed_at"),
         mysql_engine="InnoDB",
+        # Never hand an id out twice, even after the newest rows were deleted: the
+        # followers' cursors only move forward.
+        sqlite_autoincrement=True,
     )
+    if dialect not in _MYSQL:
+        # Not in Kamailio's DDL: rooms and members are found in any case (`caseless`),
+        # and MySQL's case-insensitive collations serve that from the plain indexes.
+        Index(f"{rooms_table}_lower_name_domain_idx",
+              func.lower(rooms.c.name), func.lower(rooms.c.domain))
+        Index(f"{members_table}_lower_room_idx", func.lower(members.c.room))
     return ImcTables(metadata, rooms, members, version, room_versions, changes)
+
+
+def caseless(dialect: str, column: Any, value: str) -> ColumnElement[bool]:
+    """`column` equals `value` in any case, as imc matches names, in the form the
+    indexes serve: MySQL's collations ignore case already; elsewhere lower() on both
+    sides, which the lower() indexes above serve."""
+    if dialect in _MYSQL:
+        return cast("ColumnElement[bool]", column == value)
+    return func.lower(column) == func.lower(value)
 
 
 def ensure_schema(conn: Connection, tables: ImcTables) -> list[str]:
@@ -250,11 +275,19 @@ def _name(dialect: str, table: str, suffix: str) -> str:
 
 
 def _add_missing_indexes(conn: Connection, table: Table) -> None:
-    """Create the plain indexes of ours that a table made by Kamailio lacks."""
-    have = {index["name"] for index in inspect(conn).get_indexes(table.name)}
+    """Create the indexes of ours that a table made by Kamailio lacks.  Reflection does
+    not list expression indexes (lower(...)), so those are made with IF NOT EXISTS,
+    which PostgreSQL and SQLite have (MySQL gets none of them)."""
+    with warnings.catch_warnings():  # "Skipped unsupported reflection of expression..."
+        warnings.simplefilter("ignore", SAWarning)
+        have = {index["name"] for index in inspect(conn).get_indexes(table.name)}
     for index in table.indexes:
-        if index.name not in have:
+        if index.name in have:
+            continue
+        if conn.dialect.name in _MYSQL:
             index.create(conn)
+        else:
+            conn.execute(CreateIndex(index, if_not_exists=True))
 
 
 def _check_columns(conn: Connection, table: Table) -> None:

@@ -185,3 +185,36 @@ def test_concurrent_commands_on_one_room_through_both_end_in_one_agreed_state(
     refused = sum(r == clear_refusal for r in replies.values())
     print(f"{len(replies)} commands, {refused} refused (lost {_LOSSES} races); "
           f"version conflicts: {conflicts}")
+
+
+def test_one_new_room_created_through_both_at_once_exists_once(
+    pair: tuple[Node, Node, ScratchQuery, Answerer],
+) -> None:
+    """The first version of a room is claimed by both: one insert wins, the other
+    sidecar's #create loses the race, re-reads the room and joins it (check_on_create
+    is 0), as it would have on a room it knew."""
+    a, b, query, _ = pair
+    rooms = [f"chat-new-{i}" for i in range(4)]
+    replies: dict[tuple[str, str], str] = {}
+    start = threading.Barrier(2 * len(rooms))
+
+    def create(node: Node, user: str, room: str) -> None:
+        start.wait()
+        replies[(user, room)] = node.send(user, "#create", room=room)
+
+    threads = [
+        threading.Thread(target=create, args=(node, user, room))
+        for room in rooms for node, user in ((a, "ann"), (b, "ben"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert set(replies.values()) == {"SIP/2.0 200 OK"}, (
+        f"{replies}\n{a.process.log_tail()}\n{b.process.log_tail()}")
+    for room in rooms:
+        uri = f"sip:{room}@{DOMAIN}"
+        assert query(f"SELECT count(*) FROM imc_rooms WHERE name = '{room}'") == [("1",)]
+        stored = {r[0]: r[1] for r in query(
+            f"SELECT username, flag FROM imc_members WHERE room = '{uri}'")}
+        assert sorted(stored) == ["ann", "ben"] and sorted(stored.values()) == ["0", "1"]

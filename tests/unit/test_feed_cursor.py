@@ -17,8 +17,11 @@ def row(number: int) -> FeedRow:
 
 
 def read(cursor: FeedCursor, committed: set[int], now: float) -> list[int]:
-    """What a follower gets from one read: the committed rows after the cursor."""
-    return [r.id for r in cursor.take([row(i) for i in sorted(committed) if i > cursor.after], now)]
+    """What a follower gets from one read (follower.py): the committed rows after the
+    newest id seen, and those of the ids still missing."""
+    asked = set(cursor.missing())
+    found = [row(i) for i in sorted(committed) if i > cursor.newest or i in asked]
+    return [r.id for r in cursor.take(found, now)]
 
 
 def test_rows_in_order_move_the_cursor() -> None:
@@ -32,6 +35,7 @@ def test_a_late_commit_is_not_missed() -> None:
     cursor = FeedCursor(0, GAP_TIMEOUT)
     assert read(cursor, {1, 3}, 0.0) == [1, 3]  # 2 is still open
     assert cursor.after == 1 and cursor.waiting_for == 1
+    assert (cursor.newest, cursor.missing()) == (3, [2])  # 3 is not read again
     assert read(cursor, {1, 3}, 5.0) == []  # 3 is not returned twice
     assert read(cursor, {1, 2, 3}, 6.0) == [2]
     assert cursor.after == 3 and cursor.waiting_for == 0
