@@ -9,6 +9,10 @@ Comparisons (same shapes, same senders, same receivers, both arms in the same ru
   outbound_proxy is that front.
 * ``history``    -- the sidecar of ``engine`` B against itself: A with ``--history 0``,
   B with ``--history 1`` (usage history recorded; shapes 10x10 and 100x5 by default).
+* ``dispatcher`` -- only when asked for (not part of the full run): members REGISTER; A:
+  one sidecar behind ``kamailio-snippets/dispatcher.cfg``, B: two sidecars behind it, on
+  one PostgreSQL database (shapes 100x5 and 10x10 by default); then the CPU per
+  command (#join/#leave) of each (bench/dispatch.py).  Alone it writes dispatcher.*.
 
 ``--soak`` runs none of them: it keeps ``engine`` B's sidecar at half its clean edge for
 ten minutes and follows its memory (bench/soak.py).
@@ -32,6 +36,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import dispatch
 from .layout import (
     DOMAIN,
     HISTORY_SHAPES,
@@ -52,8 +57,13 @@ REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 
 COMPARISONS = ("engine", "deployment", "history")
+# Run only when named in --comparisons: not part of the full run (they need PostgreSQL).
+EXTRA_COMPARISONS = ("dispatcher",)
 # Where the search starts, in deliveries/s (arm B starts at arm A's edge).
-START = {"engine": 6000.0, "deployment": 3000.0, "history": 6000.0, "generator": 12000.0}
+START = {
+    "engine": 6000.0, "deployment": 3000.0, "history": 6000.0, "dispatcher": 3000.0,
+    "generator": 12000.0,
+}  # fmt: skip
 QUICK_RATE = 200.0  # messages/s in --quick
 # The history target allows 10 %: its arms bisect once more than the others, so that the
 # highest clean and the lowest failing rate end about 5 % apart instead of 11 %.
@@ -103,12 +113,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--comparisons",
         default=",".join(COMPARISONS),
-        help="any of engine,deployment,history (default all three)",
+        help="any of engine,deployment,history (default all three), and dispatcher (one "
+        "sidecar against two behind kamailio-snippets/dispatcher.cfg on PostgreSQL, then "
+        "CPU per command; only when named)",
     )
     p.add_argument(
         "--shapes",
         help="ROOMSxMEMBERS list for every comparison (default 10x10,1x100,100x5 for engine "
-        "and deployment, 10x10,100x5 for history)",
+        "and deployment, 10x10,100x5 for history, 100x5,10x10 for dispatcher)",
     )
     p.add_argument("--duration", type=float, help="seconds per open-loop step (default 4)")
     p.add_argument(
@@ -157,7 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out",
         type=Path,
         help="directory for the .md and .json (default bench/results; --quick writes "
-        "quick.*, --scale scale.*, the full run latest.*, any other partial.*)",
+        "quick.*, --scale scale.*, the full run latest.*, --comparisons dispatcher "
+        "dispatcher.*, any other partial.*)",
     )
     p.add_argument("--workdir", type=Path, help="keep logs and cfgs here (default: temp)")
     return p.parse_args(argv)  # fmt: skip
@@ -205,6 +218,8 @@ def output_stem(args: argparse.Namespace, comparisons: list[str]) -> str:
         return "soak"
     if args.scale:
         return "scale"
+    if comparisons == ["dispatcher"]:
+        return "dispatcher"
     full = (
         set(comparisons) == set(COMPARISONS)
         and args.shapes is None
@@ -220,7 +235,8 @@ def comparison_shapes(args: argparse.Namespace, comparisons: list[str]) -> dict[
         given = [Shape.parse(s) for s in args.shapes.split(",") if s]
         chosen = {c: list(given) for c in comparisons}
     else:
-        chosen = {c: list(HISTORY_SHAPES if c == "history" else SHAPES) for c in comparisons}
+        defaults = {"history": HISTORY_SHAPES, "dispatcher": dispatch.SHAPES}
+        chosen = {c: list(defaults.get(c, SHAPES)) for c in comparisons}
     if args.quick:
         chosen = {c: shapes[:1] for c, shapes in chosen.items()}
     return chosen
@@ -234,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir: Path = args.out or RESULTS
     comparisons = [c for c in args.comparisons.split(",") if c]
     for c in comparisons:
-        if c not in COMPARISONS:
+        if c not in COMPARISONS + EXTRA_COMPARISONS:
             raise SystemExit(f"bench/run: unknown comparison {c!r}")
     if args.soak and (args.quick or args.scale):
         raise SystemExit("bench/run: --soak runs alone, without --quick or --scale")
@@ -382,6 +398,12 @@ def _arm_systems(
             base / "B", rooms, members, delivery_workers=args.delivery_workers, history=True
         )
         return ("sidecar", "history off", off), ("sidecar", "history on", on)
+    if comparison == "dispatcher":
+        one, two = dispatch.systems(
+            base, rooms, members, children=args.children, shm_mb=args.shm_mb,
+            delivery_workers=args.delivery_workers,
+        )  # fmt: skip
+        return ("sidecar", "1 sidecar", one), ("sidecar", "2 sidecars", two)
     deployment = comparison == "deployment"
     a_sys = KamailioImc(
         base / "A",
@@ -405,6 +427,12 @@ def _arm_systems(
 
 
 def _history_rows(system: System) -> dict[str, int] | None:
+    if isinstance(system, dispatch.DispatcherSidecars):
+        try:
+            return system.history_rows()
+        except Exception as exc:
+            print(f"    (history rows not counted: {exc})", flush=True)
+            return None
     inner = system.sidecar if isinstance(system, FrontAndSidecar) else system
     if not isinstance(inner, Sidecar):
         return None
@@ -413,6 +441,24 @@ def _history_rows(system: System) -> dict[str, int] | None:
     except Exception as exc:  # a figure for the report, never a reason to stop the run
         print(f"    (history rows not counted: {exc})", flush=True)
         return None
+
+
+def run_dispatcher_commands(
+    args: argparse.Namespace, runner: Runner, workdir: Path, pool: Pool
+) -> dict[str, Any]:
+    """CPU per command (#join/#leave) with one and with two sidecars behind dispatcher.cfg."""
+    rates = (dispatch.QUICK_COMMAND_RATE,) if args.quick else dispatch.COMMAND_RATES
+    duration = runner.settings.duration
+    arms = {}
+    for count in (1, 2):
+        print(f"dispatcher commands, {count} sidecar(s)", flush=True)
+        arm = dispatch.run_command_arm(
+            runner, workdir / "dispatcher" / f"commands-{count}", pool, count=count,
+            rates=rates, duration=duration, children=args.children, shm_mb=args.shm_mb,
+            delivery_workers=args.delivery_workers,
+        )  # fmt: skip
+        arms[str(count)] = arm.to_json()
+    return arms
 
 
 def run_comparisons(
@@ -451,7 +497,7 @@ def run_comparisons(
             )
             report["generator"] = result.to_json()
         for comparison, c_shapes in per_comparison.items():
-            deployment = comparison == "deployment"
+            deployment = comparison in ("deployment", "dispatcher")  # members REGISTER
             report["comparisons"][comparison] = {}
             # both arms of a comparison searched alike; history's bisected once more
             runner.settings = (
@@ -468,34 +514,51 @@ def run_comparisons(
                     args, comparison, base, rooms, members
                 )
                 start = QUICK_RATE if args.quick else START[comparison] / shape.fanout
-                a = run_arm(
-                    runner,
-                    ArmResult(comparison, "A", a_name, shape.name, shape.fanout, a_setting),
-                    a_sys,
-                    plan,
-                    shape,
-                    start,
-                    domain=DOMAIN,
-                )
-                a_rows = _history_rows(a_sys)
-                b_start = a.edge_rate if (a.edge_rate and not args.quick) else start
-                b = run_arm(
-                    runner,
-                    ArmResult(comparison, "B", b_name, shape.name, shape.fanout, b_setting),
-                    b_sys,
-                    plan,
-                    shape,
-                    b_start,
-                    domain=DOMAIN,
-                )
-                b_rows = _history_rows(b_sys)
-                report["comparisons"][comparison][shape.name] = {
+                try:
+                    a = run_arm(
+                        runner,
+                        ArmResult(comparison, "A", a_name, shape.name, shape.fanout, a_setting),
+                        a_sys,
+                        plan,
+                        shape,
+                        start,
+                        domain=DOMAIN,
+                    )
+                    a_rows = _history_rows(a_sys)
+                    b_start = a.edge_rate if (a.edge_rate and not args.quick) else start
+                    b = run_arm(
+                        runner,
+                        ArmResult(comparison, "B", b_name, shape.name, shape.fanout, b_setting),
+                        b_sys,
+                        plan,
+                        shape,
+                        b_start,
+                        domain=DOMAIN,
+                    )
+                    b_rows = _history_rows(b_sys)
+                finally:
+                    for system in (a_sys, b_sys):  # the dispatcher's scratch databases
+                        if isinstance(system, dispatch.DispatcherSidecars):
+                            system.close()
+                pair: dict[str, Any] = {
                     "A": a.to_json(),
                     "B": b.to_json(),
                     "ratios": ratios(a, b),
                     # rows in the usage-history tables after the arm (its whole run)
                     "history_rows": {"A": a_rows, "B": b_rows},
                 }
+                if isinstance(a_sys, dispatch.DispatcherSidecars) and isinstance(
+                    b_sys, dispatch.DispatcherSidecars
+                ):
+                    pair["ratios"] = dispatch.ratios(a, b)  # CPU: every process of the system
+                    pair["sidecar_stats"] = {
+                        "A": dispatch.served(a_sys), "B": dispatch.served(b_sys)
+                    }  # fmt: skip
+                report["comparisons"][comparison][shape.name] = pair
             runner.settings = settings
+            if comparison == "dispatcher":
+                report["dispatcher_commands"] = run_dispatcher_commands(
+                    args, runner, workdir, pool
+                )
     finally:
         receivers.stop()

@@ -149,17 +149,22 @@ def run_sipp(
     direct: bool = False,
     local_port: int,
     control_port: int,
+    scenario_text: str | None = None,
 ) -> SippResult:
     """One sipp run: ``rate`` calls/s (open loop) or ``window`` outstanding (closed loop).
 
     Open loop sends ``calls`` messages at ``rate``; closed loop keeps ``window`` messages
-    outstanding and stops after ``duration`` seconds.
+    outstanding and stops after ``duration`` seconds.  ``scenario_text`` replaces the
+    room scenario (``{domain}`` is filled in), e.g. bench/dispatch.py's commands.
     """
     if shutil.which(SIPP) is None and not Path(SIPP).exists():
         raise RuntimeError(f"sipp not found: {SIPP}")
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = workdir / ("direct.xml" if direct else "room.xml")
-    text = _DIRECT_SCENARIO if direct else _ROOM_SCENARIO
+    if scenario_text is not None:
+        scenario, text = workdir / "custom.xml", scenario_text
+    else:
+        scenario = workdir / ("direct.xml" if direct else "room.xml")
+        text = _DIRECT_SCENARIO if direct else _ROOM_SCENARIO
     scenario.write_text(text.format(domain=DOMAIN))
     inf = workdir / "senders.csv"
     inf.write_text("SEQUENTIAL\n" + "\n".join(plan.csv_lines) + "\n")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+from .dispatch import dispatcher_markdown
 from .systems import kamailio_version, sidecar_version
 
 
@@ -81,6 +82,8 @@ def _acked_lost(arm: dict[str, Any]) -> int:
     )
 
 
+# The comparisons of Kamailio imc (arm A) against the sidecar (arm B).
+KAMAILIO_COMPARISONS = ("engine", "deployment")
 HISTORY_GOAL = 0.90  # history on keeps at least this share of history off's clean edge
 
 
@@ -153,8 +156,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
     arms = 0
     for cname, comp in report["comparisons"].items():
         for pair in comp.values():
-            # every sidecar arm: B, and A too in the history comparison
-            for key in ("A", "B") if cname == "history" else ("B",):
+            # every sidecar arm: B, and A too in the history and dispatcher comparisons
+            for key in ("A", "B") if cname in ("history", "dispatcher") else ("B",):
                 lost += _acked_lost(pair[key])
                 arms += 1
     if arms:
@@ -340,7 +343,7 @@ def summary_table(report: dict[str, Any]) -> list[str]:
         "|---|---|--:|--:|--:|--:|--:|",
     ]
     for cname, comp in report["comparisons"].items():
-        if cname == "history":
+        if cname not in KAMAILIO_COMPARISONS:
             continue
         for shape, pair in comp.items():
             a, b, r = pair["A"], pair["B"], pair["ratios"]
@@ -401,7 +404,8 @@ def machine_table(m: dict[str, Any]) -> list[str]:
 def render_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     s = report["settings"]
-    hist = history_setting(report) if set(report["comparisons"]) - {"history"} else ""
+    kamailio_arms = set(report["comparisons"]) & set(KAMAILIO_COMPARISONS)
+    hist = history_setting(report) if kamailio_arms else ""
     out = [
         f"# imc_sidecar benchmark ({report['mode']}), {report['started']}",
         "",
@@ -424,7 +428,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "load generator.",
         "",
     ]
-    if set(report["comparisons"]) - {"history"}:
+    if set(report["comparisons"]) & set(KAMAILIO_COMPARISONS):
         out += [
             "## Summary",
             "",
@@ -490,6 +494,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "B: `--history 1`)",
     }
     for cname, comp in report["comparisons"].items():
+        if cname == "dispatcher":
+            out += dispatcher_markdown(report)
+            continue
         out += [f"## {names.get(cname, cname)}", "", *_comparison_table(comp), ""]
         for shape, pair in comp.items():
             for key in ("A", "B"):

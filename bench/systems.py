@@ -164,9 +164,12 @@ class Sidecar:
         delivery_workers: int = 0,
         delivery_port: int = 0,
         history: bool = True,
+        db_url: str | None = None,
     ) -> None:
         self.workdir = workdir
         self.history = history  # usage history (default on, as users get it)
+        # another database (PostgreSQL, filled by the caller) instead of the SQLite file
+        self.db_url = db_url
         self.delivery_workers = delivery_workers
         self.delivery_port = delivery_port  # 0: ephemeral
         self.rooms = rooms
@@ -189,7 +192,7 @@ class Sidecar:
 
     def prepare(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        if self.rooms is not None and self.members is not None:
+        if self.db_url is None and self.rooms is not None and self.members is not None:
             write_sqlite(self.db_path, self.rooms, self.members)
         self._prepared = True
 
@@ -199,7 +202,7 @@ class Sidecar:
         rpc_http = f"{LOOPBACK}:{self.rpc_http_port}" if self.rpc_http_port else "off"
         self.argv = [
             sys.executable, "-m", "imc_sidecar", "serve",
-            "--db-url", f"sqlite:///{self.db_path}",
+            "--db-url", self.db_url or f"sqlite:///{self.db_path}",
             "--sip-listen", f"udp:{LOOPBACK}:{self.port}",
             "--rpc-http", rpc_http, "--rpc-dgram", "off", "--rpc-binrpc", "off",
             "--history", "1" if self.history else "0",

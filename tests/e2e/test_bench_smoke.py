@@ -1,5 +1,6 @@
 """Smoke test of the benchmark tool: ``bench/run --quick`` runs and reports both arms
-of every comparison (engine, deployment, and history: the sidecar with history off / on).
+of every comparison (engine, deployment, and history: the sidecar with history off / on),
+and ``--comparisons dispatcher`` one sidecar against two behind dispatcher.cfg.
 
 It starts Kamailio 5.6 imc, the sidecar, the front Kamailio, sipp and the member
 endpoints (UDP sockets on 127.N.R.M:5060) exactly as the full benchmark does, at one low
@@ -154,3 +155,75 @@ def test_short_soak_samples_memory_and_loses_nothing(tmp_path: Path) -> None:
     assert "| no delivery lost (of texts answered 200) | 0 texts" in markdown
     assert "## Samples" in markdown
     assert "bench/run --soak" in markdown
+
+
+@pytest.mark.timeout(60)
+def test_quick_dispatcher_bench_one_sidecar_against_two(tmp_path: Path) -> None:
+    """``bench/run --quick --comparisons dispatcher``: one sidecar, then two, behind
+    kamailio-snippets/dispatcher.cfg on a scratch PostgreSQL database each; the rooms
+    spread over both, every arm clean at a low rate, the commands measured, and the
+    scratch databases dropped afterwards."""
+    out = tmp_path / "results"
+    run = subprocess.run(
+        [
+            sys.executable, "-m", "bench", "--quick", "--comparisons", "dispatcher",
+            "--no-scale", "--no-generator",
+            "--out", str(out), "--workdir", str(tmp_path / "work"),
+            "--member-net", str(100 + os.getpid() % 150),
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=55, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = json.loads((out / "quick.json").read_text())
+    assert set(report["comparisons"]) == {"dispatcher"}
+    (shape, pair), *_ = report["comparisons"]["dispatcher"].items()
+    assert shape == "100x5"
+    databases = set()
+    for arm, sidecars in (("A", 1), ("B", 2)):
+        result = pair[arm]
+        assert result["error"] is None, (arm, result["error"])
+        (step,) = result["steps"]
+        assert step["clean"], (arm, step["reasons"])
+        assert step["delivered"] == step["expected"] > 0, arm
+        groups = {"front", "sidecar", "database"} | ({"sidecar-2"} if sidecars == 2 else set())
+        assert groups <= set(step["cpu_us_per_delivery"]), (arm, step["cpu_us_per_delivery"])
+        assert "sidecar-3" not in step["cpu_us_per_delivery"]
+        front, *sidecar_lines = result["commands"]
+        assert "dispatcher.cfg" in front and len(sidecar_lines) == sidecars, arm
+        databases |= {
+            word.rsplit("/", 1)[1] for line in sidecar_lines for word in line.split()
+            if word.startswith("postgres://")
+        }  # fmt: skip
+        # the hash put rooms on every sidecar, and each one recorded usage history
+        texts = [s["imc.chat_messages"] for s in pair["sidecar_stats"][arm]]
+        assert len(texts) == sidecars and all(n > 0 for n in texts), (arm, texts)
+        assert pair["history_rows"][arm]["imc_sidecar_messages"] > 0, arm
+    assert len(databases) == 2  # one scratch database per arm
+    assert pair["ratios"]["edge_deliveries_per_s"] is not None
+
+    commands = report["dispatcher_commands"]
+    assert set(commands) == {"1", "2"}
+    for count, arm in commands.items():
+        assert arm["error"] is None, (count, arm["error"])
+        (step,) = arm["steps"]
+        assert step["clean"], (count, step["reasons"])
+        assert step["commands"] > 0 and step["notices"] == step["expected_notices"], count
+        assert step["cpu_us_per_command"]["sidecar"] > 0, count
+        assert {"front", "database"} <= set(step["net_cpu_us_per_command"]), count
+        assert set(arm["idle_cores"]) >= {"front", "sidecar", "database"}, count
+        databases |= {
+            word.rsplit("/", 1)[1] for line in arm["commands"] for word in line.split()
+            if word.startswith("postgres://")
+        }  # fmt: skip
+    left = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-At", "-c",
+         "SELECT datname FROM pg_database"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(databases) == 4 and not databases & set(left), databases & set(left)
+
+    markdown = (out / "quick.md").read_text()
+    assert "## One sidecar against two behind kamailio-snippets/dispatcher.cfg" in markdown
+    assert "### Commands: `#join` and `#leave`" in markdown
+    assert "| 100x5 | **B / A** |" in markdown
+    assert "## Summary" not in markdown  # that table is Kamailio against the sidecar
